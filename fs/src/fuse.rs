@@ -1,0 +1,569 @@
+//! The FUSE adapter: a thin `fuser::Filesystem` over [`View`].
+//!
+//! Private helpers return `Result<_, Errno>`; trait methods only reply. Everything is
+//! read-only: write-type operations answer `EROFS`. Content is immutable, so entries and
+//! attributes get long TTLs and file pages stay cached across opens (`FOPEN_KEEP_CACHE`).
+//! When the kernel and our privileges allow it, opens are passed through to the verified local
+//! copy of the object, so reads never come to this process at all.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, BackingId, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
+    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
+    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::errno;
+use crate::view::{Kind, View};
+
+/// Immutable content: the kernel may cache entries and attributes for a day.
+const TTL_IMMUTABLE: Duration = Duration::from_secs(86_400);
+/// Store-wide listings change as artifacts are added.
+const TTL_VOLATILE: Duration = Duration::from_secs(1);
+/// Every file shows this mtime (like the Nix store), so builds and caches keyed on mtimes are
+/// reproducible across machines.
+const FIXED_TIME: Duration = Duration::from_secs(1);
+const DIGEST_XATTR: &str = "user.hdist.digest";
+
+#[derive(Debug)]
+struct OpenBlob {
+    file: File,
+    // Kept alive while any handle uses it: dropping it tells the kernel to close the backing.
+    backing: Option<BackingId>,
+}
+
+/// One row of a directory listing as the kernel sees it.
+struct DirRow {
+    ino: u64,
+    attr: FileAttr,
+    kind: Kind,
+    name: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct OpenTable {
+    by_fh: HashMap<u64, Arc<OpenBlob>>,
+    // One backing file per inode: a second backing id for the same inode fails with EIO.
+    by_ino: HashMap<u64, Weak<OpenBlob>>,
+}
+
+/// The filesystem handed to fuser.
+#[derive(Debug)]
+pub struct HdistFs {
+    view: View,
+    uid: u32,
+    gid: u32,
+    passthrough: AtomicBool,
+    open: Mutex<OpenTable>,
+    next_fh: AtomicU64,
+}
+
+impl HdistFs {
+    /// Wraps a view; files will be owned by `uid`/`gid`.
+    pub fn new(view: View, uid: u32, gid: u32) -> Self {
+        HdistFs {
+            view,
+            uid,
+            gid,
+            passthrough: AtomicBool::new(false),
+            open: Mutex::new(OpenTable::default()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    fn attr(&self, ino: u64, kind: &Kind) -> FileAttr {
+        let time = UNIX_EPOCH + FIXED_TIME;
+        let (file_type, perm, size, nlink) = match kind {
+            Kind::File { size, executable, .. } => (
+                FileType::RegularFile,
+                if *executable { 0o555 } else { 0o444 },
+                *size,
+                1,
+            ),
+            Kind::Symlink(target) => (FileType::Symlink, 0o777, target.len() as u64, 1),
+            _ => (FileType::Directory, 0o555, 4096, 2),
+        };
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: time,
+            mtime: time,
+            ctime: time,
+            crtime: time,
+            kind: file_type,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: 65536,
+            flags: 0,
+        }
+    }
+
+    fn ttl(kind: &Kind) -> &'static Duration {
+        if kind.is_volatile() {
+            &TTL_VOLATILE
+        } else {
+            &TTL_IMMUTABLE
+        }
+    }
+
+    fn kind(&self, ino: INodeNo) -> Result<Kind, Errno> {
+        self.view.kind(ino.0).ok_or(Errno::ENOENT)
+    }
+
+    fn do_lookup(&self, parent: INodeNo, name: &OsStr) -> Result<(FileAttr, Kind), Errno> {
+        let (ino, kind) = self
+            .view
+            .lookup(parent.0, name.as_bytes())
+            .map_err(|e| errno(&e))?
+            .ok_or(Errno::ENOENT)?;
+        Ok((self.attr(ino, &kind), kind))
+    }
+
+    /// The shared open state of a file inode, opening the verified object on first use.
+    fn open_blob(&self, ino: u64, reply: &ReplyOpen) -> Result<Arc<OpenBlob>, Errno> {
+        if let Some(blob) = self.open.lock().unwrap().by_ino.get(&ino).and_then(Weak::upgrade) {
+            return Ok(blob);
+        }
+        let Kind::File { digest, .. } = self.view.kind(ino).ok_or(Errno::ENOENT)? else {
+            return Err(Errno::EISDIR);
+        };
+        let file = self.view.blobs().open(&digest).map_err(|e| {
+            log::error!("cannot open {} (object {digest}): {e}", self.view.seen_at(ino));
+            Errno::EIO
+        })?;
+        let backing = if self.passthrough.load(Ordering::Relaxed) {
+            match reply.open_backing(&file) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    // Needs CAP_SYS_ADMIN; without it every open would fail the same way.
+                    log::info!("passthrough unavailable ({e}); serving reads from the cache");
+                    self.passthrough.store(false, Ordering::Relaxed);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let fresh = Arc::new(OpenBlob { file, backing });
+        let mut table = self.open.lock().unwrap();
+        if let Some(existing) = table.by_ino.get(&ino).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        table.by_ino.insert(ino, Arc::downgrade(&fresh));
+        Ok(fresh)
+    }
+
+    fn do_read(&self, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let blob = self
+            .open
+            .lock()
+            .unwrap()
+            .by_fh
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)?;
+        let mut buf = vec![0u8; size as usize];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match blob.file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
+    fn digest_xattr(&self, ino: INodeNo, name: &OsStr) -> Result<Vec<u8>, Errno> {
+        match self.kind(ino)? {
+            Kind::File { digest, .. } if name == DIGEST_XATTR => Ok(digest.to_hex().into_bytes()),
+            _ => Err(Errno::NO_XATTR),
+        }
+    }
+
+    fn entries(&self, ino: INodeNo) -> Result<Vec<DirRow>, Errno> {
+        let listing = self.view.listing(ino.0).map_err(|e| errno(&e))?;
+        let own = self.kind(ino)?;
+        let attr = self.attr(ino.0, &own);
+        let mut out = Vec::with_capacity(listing.len() + 2);
+        for dot in [&b"."[..], &b".."[..]] {
+            out.push(DirRow {
+                ino: ino.0,
+                attr,
+                kind: own.clone(),
+                name: dot.to_vec(),
+            });
+        }
+        for (name, child, kind) in listing.iter() {
+            out.push(DirRow {
+                ino: *child,
+                attr: self.attr(*child, kind),
+                kind: kind.clone(),
+                name: name.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn reply_xattr(value: Result<Vec<u8>, Errno>, size: u32, reply: ReplyXattr) {
+    match value {
+        Err(e) => reply.error(e),
+        Ok(value) if size == 0 => reply.size(value.len() as u32),
+        Ok(value) if (size as usize) < value.len() => reply.error(Errno::ERANGE),
+        Ok(value) => reply.data(&value),
+    }
+}
+
+impl Filesystem for HdistFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let offered = config.capabilities();
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_MAX_PAGES;
+        let _ = config.add_capabilities(wanted & offered);
+        // Passthrough needs the kernel's offer and CAP_SYS_ADMIN (checked at first open).
+        if offered.contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+        }
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.do_lookup(parent, name) {
+            Ok((attr, kind)) => reply.entry(Self::ttl(&kind), &attr, Generation(0)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.kind(ino) {
+            Ok(kind) => reply.attr(Self::ttl(&kind), &self.attr(ino.0, &kind)),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.kind(ino) {
+            Ok(Kind::Symlink(target)) => reply.data(&target),
+            Ok(_) => reply.error(Errno::EINVAL),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.acc_mode() != OpenAccMode::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self.open_blob(ino.0, &reply) {
+            Ok(blob) => {
+                let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+                self.open.lock().unwrap().by_fh.insert(fh, blob.clone());
+                match &blob.backing {
+                    // The kernel fails passthrough opens that also ask for FOPEN_KEEP_CACHE
+                    // (EIO); the backing file's own page cache serves them anyway.
+                    Some(id) => reply.opened_passthrough(FileHandle(fh), FopenFlags::empty(), id),
+                    None => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.do_read(fh, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.open.lock().unwrap().by_fh.remove(&fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.kind(ino) {
+            Ok(kind) if kind.is_dir() => {
+                let flags = if kind.is_volatile() {
+                    FopenFlags::empty()
+                } else {
+                    FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
+                };
+                reply.opened(FileHandle(0), flags)
+            }
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        match self.entries(ino) {
+            Ok(entries) => {
+                for (i, row) in entries.into_iter().enumerate().skip(offset as usize) {
+                    let name = OsStr::from_bytes(&row.name);
+                    if reply.add(INodeNo(row.ino), (i + 1) as u64, row.attr.kind, name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.entries(ino) {
+            Ok(entries) => {
+                for (i, row) in entries.into_iter().enumerate().skip(offset as usize) {
+                    let full = reply.add(
+                        INodeNo(row.ino),
+                        (i + 1) as u64,
+                        OsStr::from_bytes(&row.name),
+                        Self::ttl(&row.kind),
+                        &row.attr,
+                        Generation(0),
+                    );
+                    if full {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        reply.statfs(0, 0, 0, 0, 0, 4096, 255, 4096);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        reply_xattr(self.digest_xattr(ino, name), size, reply);
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let names = match self.kind(ino) {
+            Ok(Kind::File { .. }) => Ok(format!("{DIGEST_XATTR}\0").into_bytes()),
+            Ok(_) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        };
+        reply_xattr(names, size, reply);
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.kind(ino) {
+            Ok(_) if mask.contains(AccessFlags::W_OK) => reply.error(Errno::EROFS),
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        _size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        _length: u64,
+        _mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        _fh_in: FileHandle,
+        _offset_in: u64,
+        _ino_out: INodeNo,
+        _fh_out: FileHandle,
+        _offset_out: u64,
+        _len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        reply.error(Errno::EROFS);
+    }
+}

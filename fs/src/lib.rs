@@ -1,0 +1,175 @@
+//! hdist-fs: profiles and artifacts as read-only FUSE directories.
+//!
+//! The filesystem reads only through `hdist_store`'s [`BlobService`] and [`Catalog`] traits, so
+//! the same code serves a local store and a remote one. What a mount shows:
+//!
+//! ```text
+//! hdist mount PROFILE DIR          hdist mount --all DIR
+//! DIR/                             DIR/
+//! ├── bin/   (union of the         ├── artifacts/<name>/<hash>/…   every artifact
+//! ├── lib/    profile's artifacts, └── profiles/<name>/…           every profile's union
+//! └── …       first listed wins)
+//! ```
+//!
+//! [`BlobService`]: hdist_store::blob::BlobService
+//! [`Catalog`]: hdist_store::catalog::Catalog
+
+mod fuse;
+mod mounts;
+pub mod view;
+
+pub use fuse::HdistFs;
+pub use mounts::{list_mounts, unmount, MountEntry};
+pub use view::{View, ViewRoot};
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use fuser::{BackgroundSession, Config, Errno, MountOption, Session, SessionACL};
+use hdist_store::StoreError;
+
+/// Errors of the filesystem layer.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    /// The store failed (missing or corrupt object, unreadable metadata).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The thing to mount does not exist.
+    #[error("no {0} in the store; `hdist profile list` and `hdist ls` list what exists")]
+    UnknownRoot(String),
+    /// An inode number the view never handed out.
+    #[error("no inode {0}")]
+    NoSuchInode(u64),
+    /// A directory operation on a non-directory.
+    #[error("inode {0} is not a directory")]
+    NotADirectory(u64),
+    /// The mount point is unusable.
+    #[error("cannot mount on {path}: {reason}")]
+    BadMountpoint { path: PathBuf, reason: String },
+    /// The kernel refused the mount or unmount.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The single place where errors become errnos.
+pub(crate) fn errno(error: &FsError) -> Errno {
+    match error {
+        FsError::NoSuchInode(_) | FsError::UnknownRoot(_) => Errno::ENOENT,
+        FsError::NotADirectory(_) => Errno::ENOTDIR,
+        FsError::Store(e) => {
+            log::error!("store error: {e}");
+            Errno::EIO
+        }
+        FsError::BadMountpoint { .. } | FsError::Io { .. } => Errno::EIO,
+    }
+}
+
+/// How to mount.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// Let other users (and root) see the mount; non-root needs `user_allow_other` in
+    /// /etc/fuse.conf.
+    pub allow_other: bool,
+    /// Worker threads serving requests.
+    pub threads: usize,
+    /// Shown as the mount's source in /proc/mounts; always starts with `hdist:`.
+    pub fsname: String,
+}
+
+/// A live mount; unmounted by [`Mounted::unmount`] or when the kernel drops it.
+#[derive(Debug)]
+pub struct Mounted {
+    session: BackgroundSession,
+    mountpoint: PathBuf,
+}
+
+/// Checks that `mountpoint` is an existing, empty directory.
+pub fn check_mountpoint(mountpoint: &Path) -> Result<(), FsError> {
+    let bad = |reason: &str| FsError::BadMountpoint {
+        path: mountpoint.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let meta = std::fs::metadata(mountpoint).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => bad("it does not exist; create an empty directory first"),
+        _ => bad(&e.to_string()),
+    })?;
+    if !meta.is_dir() {
+        return Err(bad("it is not a directory"));
+    }
+    let mut entries = std::fs::read_dir(mountpoint).map_err(|e| bad(&e.to_string()))?;
+    if entries.next().is_some() {
+        return Err(bad("it is not empty; mount on an empty directory"));
+    }
+    Ok(())
+}
+
+/// Mounts `view` on `mountpoint` and returns once the kernel has completed the handshake,
+/// so the mount answers when this returns.
+pub fn mount(view: View, mountpoint: &Path, options: &MountOptions) -> Result<Mounted, FsError> {
+    check_mountpoint(mountpoint)?;
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let fs = HdistFs::new(view, uid, gid);
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName(options.fsname.clone()),
+        MountOption::Subtype("hdist".to_string()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+    ];
+    if options.allow_other {
+        config.acl = SessionACL::All;
+    }
+    config.n_threads = Some(options.threads.max(1));
+    config.clone_fd = true;
+    let session = Session::new(fs, mountpoint, &config).map_err(|source| FsError::Io {
+        action: "mount on",
+        path: mountpoint.to_path_buf(),
+        source,
+    })?;
+    let session = session.spawn().map_err(|source| FsError::Io {
+        action: "start serving",
+        path: mountpoint.to_path_buf(),
+        source,
+    })?;
+    Ok(Mounted {
+        session,
+        mountpoint: mountpoint.to_path_buf(),
+    })
+}
+
+impl Mounted {
+    /// Where it is mounted.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Blocks until the filesystem is unmounted (by `hdist umount`, `umount` or
+    /// `fusermount3 -u`).
+    pub fn wait(self) -> Result<(), FsError> {
+        let path = self.mountpoint.clone();
+        self.session.join().map_err(|source| FsError::Io {
+            action: "serve",
+            path,
+            source,
+        })
+    }
+
+    /// Unmounts and waits for the workers to stop.
+    pub fn unmount(self) -> Result<(), FsError> {
+        let path = self.mountpoint.clone();
+        self.session.umount_and_join().map_err(|source| FsError::Io {
+            action: "unmount",
+            path,
+            source,
+        })
+    }
+}

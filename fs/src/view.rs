@@ -1,0 +1,277 @@
+//! The logical view a mount presents, independent of FUSE: inodes, attributes and listings.
+//!
+//! Inodes are numbered as they are first met and never reused for the life of the mount.
+//! Files and symlinks are keyed by content (identical files anywhere share one inode, so they
+//! share the page cache); directories are keyed by their position (parent inode + name), since
+//! the kernel does not allow one directory inode at two places.
+//!
+//! Directory listings are computed on first use by merging the artifact trees (see
+//! `hdist_store::union`) and kept; nothing is done per file at mount time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use hdist_store::artifact::ArtifactId;
+use hdist_store::blob::BlobService;
+use hdist_store::catalog::Catalog;
+use hdist_store::hash::Digest;
+use hdist_store::union::{self, UnionNode};
+
+use crate::FsError;
+
+/// What the root of a mount shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewRoot {
+    /// The union of a named profile's current generation.
+    Profile(String),
+    /// One artifact.
+    Artifact(ArtifactId),
+    /// `artifacts/<name>/<hash>/` and `profiles/<name>/` for the whole store.
+    All,
+}
+
+/// What an inode is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A directory merged from trees.
+    Union(Arc<[Digest]>),
+    /// A regular file.
+    File {
+        digest: Digest,
+        size: u64,
+        executable: bool,
+    },
+    /// A symlink.
+    Symlink(Arc<[u8]>),
+    /// Root of a store-wide view.
+    AllRoot,
+    /// `artifacts/`.
+    ArtifactsDir,
+    /// `artifacts/<name>/`.
+    ArtifactNameDir(Arc<str>),
+    /// `profiles/`.
+    ProfilesDir,
+    /// A profile's root, resolved through the catalog when first listed.
+    ProfileDir(Arc<str>),
+}
+
+impl Kind {
+    /// Whether this is a directory of any sort.
+    pub fn is_dir(&self) -> bool {
+        !matches!(self, Kind::File { .. } | Kind::Symlink(_))
+    }
+
+    /// Whether its content can change while mounted (store-wide listings).
+    pub fn is_volatile(&self) -> bool {
+        matches!(
+            self,
+            Kind::AllRoot | Kind::ArtifactsDir | Kind::ArtifactNameDir(_) | Kind::ProfilesDir
+        )
+    }
+
+    fn from_union(node: UnionNode) -> Kind {
+        match node {
+            UnionNode::Directory(trees) => Kind::Union(trees),
+            UnionNode::File {
+                digest,
+                size,
+                executable,
+            } => Kind::File {
+                digest,
+                size,
+                executable,
+            },
+            UnionNode::Symlink(target) => Kind::Symlink(target),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Content(Kind),
+    Position(u64, Box<[u8]>),
+}
+
+/// A directory listing: (name, inode, kind), sorted by name.
+pub type Listing = Arc<[(Box<[u8]>, u64, Kind)]>;
+
+#[derive(Debug, Default)]
+struct Table {
+    by_key: HashMap<Key, u64>,
+    kinds: Vec<Kind>,
+    // First path each file inode was met at, for error messages.
+    where_seen: HashMap<u64, Box<[u8]>>,
+}
+
+/// The view of one mount.
+#[derive(Debug)]
+pub struct View {
+    blobs: Arc<dyn BlobService>,
+    catalog: Arc<dyn Catalog>,
+    table: RwLock<Table>,
+    listings: Mutex<HashMap<u64, Listing>>,
+}
+
+/// Inode number of the root.
+pub const ROOT: u64 = 1;
+
+impl View {
+    /// Builds the view; resolves the root (one catalog lookup) and nothing else.
+    pub fn new(
+        blobs: Arc<dyn BlobService>,
+        catalog: Arc<dyn Catalog>,
+        root: &ViewRoot,
+    ) -> Result<View, FsError> {
+        let root_kind = match root {
+            ViewRoot::All => Kind::AllRoot,
+            ViewRoot::Profile(name) => {
+                let (_, doc) = catalog
+                    .profile(name)?
+                    .ok_or_else(|| FsError::UnknownRoot(format!("profile {name:?}")))?;
+                Kind::Union(doc.artifacts.iter().map(|a| a.root).collect())
+            }
+            ViewRoot::Artifact(id) => {
+                let root = catalog
+                    .artifact_root(id)?
+                    .ok_or_else(|| FsError::UnknownRoot(format!("artifact {id}")))?;
+                Kind::Union(Arc::from(vec![root]))
+            }
+        };
+        let table = Table {
+            kinds: vec![root_kind],
+            ..Default::default()
+        };
+        Ok(View {
+            blobs,
+            catalog,
+            table: RwLock::new(table),
+            listings: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The blob service (for opening files).
+    pub fn blobs(&self) -> &Arc<dyn BlobService> {
+        &self.blobs
+    }
+
+    /// The kind of inode `ino`, if it exists.
+    pub fn kind(&self, ino: u64) -> Option<Kind> {
+        let table = self.table.read().unwrap();
+        table.kinds.get(ino.checked_sub(1)? as usize).cloned()
+    }
+
+    /// Where a file inode was first seen (for logs).
+    pub fn seen_at(&self, ino: u64) -> String {
+        let table = self.table.read().unwrap();
+        table
+            .where_seen
+            .get(&ino)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_else(|| format!("inode {ino}"))
+    }
+
+    fn intern(&self, parent: u64, name: &[u8], kind: Kind) -> u64 {
+        let key = if kind.is_dir() {
+            Key::Position(parent, name.into())
+        } else {
+            Key::Content(kind.clone())
+        };
+        if let Some(ino) = self.table.read().unwrap().by_key.get(&key) {
+            return *ino;
+        }
+        let mut table = self.table.write().unwrap();
+        if let Some(ino) = table.by_key.get(&key) {
+            return *ino;
+        }
+        table.kinds.push(kind);
+        let ino = table.kinds.len() as u64;
+        table.by_key.insert(key, ino);
+        if matches!(table.kinds[ino as usize - 1], Kind::File { .. }) {
+            table.where_seen.insert(ino, name.into());
+        }
+        ino
+    }
+
+    /// The listing of directory `ino` (computed once, except for volatile directories).
+    pub fn listing(&self, ino: u64) -> Result<Listing, FsError> {
+        if let Some(listing) = self.listings.lock().unwrap().get(&ino) {
+            return Ok(listing.clone());
+        }
+        let kind = self.kind(ino).ok_or(FsError::NoSuchInode(ino))?;
+        let entries: Vec<(Box<[u8]>, Kind)> = match &kind {
+            Kind::Union(trees) => union::merge(self.blobs.as_ref(), trees)
+                .map_err(|e| FsError::Store(e.into()))?
+                .into_iter()
+                .map(|(name, node)| (name, Kind::from_union(node)))
+                .collect(),
+            Kind::AllRoot => vec![
+                (b"artifacts"[..].into(), Kind::ArtifactsDir),
+                (b"profiles"[..].into(), Kind::ProfilesDir),
+            ],
+            Kind::ArtifactsDir => {
+                let mut names: Vec<String> = self
+                    .catalog
+                    .artifacts()?
+                    .into_iter()
+                    .map(|(id, _)| id.name().to_string())
+                    .collect();
+                names.sort();
+                names.dedup();
+                names
+                    .into_iter()
+                    .map(|n| (n.as_bytes().into(), Kind::ArtifactNameDir(n.into())))
+                    .collect()
+            }
+            Kind::ArtifactNameDir(name) => self
+                .catalog
+                .artifacts()?
+                .into_iter()
+                .filter(|(id, _)| id.name() == &**name)
+                .map(|(id, root)| {
+                    (
+                        id.hash().to_string().into_bytes().into(),
+                        Kind::Union(Arc::from(vec![root])),
+                    )
+                })
+                .collect(),
+            Kind::ProfilesDir => self
+                .catalog
+                .profile_names()?
+                .into_iter()
+                .map(|n| (n.as_bytes().into(), Kind::ProfileDir(n.into())))
+                .collect(),
+            Kind::ProfileDir(name) => {
+                let trees: Arc<[Digest]> = match self.catalog.profile(name)? {
+                    Some((_, doc)) => doc.artifacts.iter().map(|a| a.root).collect(),
+                    None => Arc::from(Vec::new()),
+                };
+                union::merge(self.blobs.as_ref(), &trees)
+                    .map_err(|e| FsError::Store(e.into()))?
+                    .into_iter()
+                    .map(|(name, node)| (name, Kind::from_union(node)))
+                    .collect()
+            }
+            Kind::File { .. } | Kind::Symlink(_) => return Err(FsError::NotADirectory(ino)),
+        };
+        let listing: Listing = entries
+            .into_iter()
+            .map(|(name, kind)| {
+                let child = self.intern(ino, &name, kind.clone());
+                (name, child, kind)
+            })
+            .collect();
+        if !kind.is_volatile() {
+            self.listings.lock().unwrap().insert(ino, listing.clone());
+        }
+        Ok(listing)
+    }
+
+    /// Looks up `name` in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<(u64, Kind)>, FsError> {
+        let listing = self.listing(parent)?;
+        Ok(listing
+            .binary_search_by(|(n, _, _)| n.as_ref().cmp(name))
+            .ok()
+            .map(|i| (listing[i].1, listing[i].2.clone())))
+    }
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The main job, end to end on real software:
+#
+#   scripts/demo.sh
+#
+# 1. fetches Debian's CPython 3.11 and a numpy wheel (scripts/fetch-corpus.sh, cached),
+# 2. builds hdist, ingests both as artifacts into a fresh store (dedup + compression stats),
+# 3. verifies the store and exports an artifact byte for byte,
+# 4. makes a profile of the two, mounts it, and runs python3 from the mount's bin/ on $PATH,
+# 5. unmounts.
+#
+# HDIST_DEMO_DIR keeps the store and mount point somewhere else (default: a temp dir, removed).
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+need_pkgs fuse3 build-essential pkg-config
+"$ROOT/scripts/fetch-corpus.sh" cpython numpy
+CORPUS="$CACHE_DIR/corpus"
+build_hdist || die "cargo build failed"
+
+WORK="${HDIST_DEMO_DIR:-$(mktemp -d /tmp/hdist-demo.XXXXXX)}"
+mkdir -p "$WORK"
+STORE="$WORK/store"
+MNT="$WORK/sw"
+cleanup() {
+    if grep -q " $MNT " /proc/self/mountinfo 2>/dev/null; then
+        "$HDIST" umount "$MNT" || true
+    fi
+    [[ -n "${HDIST_DEMO_DIR:-}" ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+hd() { "$HDIST" --store "$STORE" "$@"; }
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+# numpy as a prefix: its wheel's content under lib/python3/dist-packages (Debian's layout),
+# hardlinked from the corpus so staging costs nothing.
+NUMPY_VERSION=1.26.4
+NUMPY_PREFIX="$CACHE_DIR/demo/numpy-$NUMPY_VERSION"
+if [[ ! -d "$NUMPY_PREFIX" ]]; then
+    mkdir -p "$NUMPY_PREFIX.tmp/lib/python3/dist-packages"
+    cp -al "$CORPUS/numpy/$NUMPY_VERSION/." "$NUMPY_PREFIX.tmp/lib/python3/dist-packages/"
+    mv "$NUMPY_PREFIX.tmp" "$NUMPY_PREFIX"
+fi
+
+step "ingest CPython $(basename "$(readlink -f "$CORPUS/cpython/usr/bin/python3")") and numpy $NUMPY_VERSION"
+time hd store add "$CORPUS/cpython/usr" --name cpython --version 3.11 >"$WORK/cpython.id"
+time hd store add "$NUMPY_PREFIX" --name numpy --version "$NUMPY_VERSION" >"$WORK/numpy.id"
+CPY=$(cat "$WORK/cpython.id")
+NPY=$(cat "$WORK/numpy.id")
+echo "cpython: $CPY"
+echo "numpy:   $NPY"
+hd store stats
+
+step "the same tree again adds nothing"
+hd store add "$CORPUS/cpython/usr" --name cpython --version 3.11 --json
+
+step "list and read without mounting"
+hd ls
+hd ls "$CPY" bin
+hd cat "$CPY" lib/python3.11/this.py | head -n 3
+
+step "verify every object and export byte for byte"
+hd store verify
+hd export "$CPY" "$WORK/exported"
+diff -r --no-dereference "$CORPUS/cpython/usr" "$WORK/exported" && echo "export identical to the source tree"
+
+step "profile and mount"
+hd profile create sci "$CPY" "$NPY"
+hd profile show sci
+mkdir -p "$MNT"
+time hd mount sci "$MNT"
+hd mounts
+ls "$MNT" "$MNT/bin"
+
+step "run python from the mounted profile"
+export PATH="$MNT/bin:$PATH"
+command -v python3
+python3 -c 'import json, sqlite3, ssl, decimal, asyncio, email; print("stdlib OK from", json.__file__)'
+python3 -c 'import numpy; print("numpy", numpy.__version__, "sum", numpy.arange(10**6).sum(), "from", numpy.__file__)'
+
+step "unmount"
+hd umount "$MNT"
+hd mounts
+echo "demo finished: store in $STORE"

@@ -1,0 +1,117 @@
+//! hdist: reproducible, cached, instantly usable software stacks.
+//!
+//! The command line only parses, dispatches and prints; the work lives in `hdist-store` and
+//! `hdist-fs`.
+
+mod config;
+mod mount_cmd;
+mod profile_cmd;
+mod progress;
+mod store_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Reproducible, cached, instantly usable scientific software stacks.
+#[derive(Debug, Parser)]
+#[command(name = "hdist", version, about)]
+pub struct Cli {
+    /// Store directory (default: $HDIST_STORE, then `store` in ~/.config/hdist/config.toml,
+    /// then ~/.hdist).
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// No progress bars or chatter.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Hash a JSON document the Hashdist way, or a file with SHA-256.
+    Hash(store_cmd::HashArgs),
+    /// Manage the store itself.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+    /// List artifacts, or the content of a directory inside one.
+    Ls(store_cmd::LsArgs),
+    /// Print a file of an artifact.
+    Cat(store_cmd::CatArgs),
+    /// Materialise an artifact as a plain directory.
+    Export(store_cmd::ExportArgs),
+    /// Create and inspect profiles.
+    #[command(subcommand)]
+    Profile(profile_cmd::ProfileCommand),
+    /// Mount a profile or artifact (or the whole store with --all) read-only.
+    Mount(mount_cmd::MountArgs),
+    /// Unmount an hdist mount (also one whose daemon died).
+    Umount(mount_cmd::UmountArgs),
+    /// List active hdist mounts.
+    Mounts {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Global options every command sees.
+#[derive(Debug)]
+pub struct Globals {
+    store: Option<PathBuf>,
+    quiet: bool,
+}
+
+impl Globals {
+    /// Opens (initialising if needed) the selected store.
+    pub fn open_store(&self) -> anyhow::Result<hdist_store::Store> {
+        let dir = config::store_dir(self.store.as_deref())?;
+        Ok(hdist_store::Store::open(&dir)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    // fuser warns about its own second unmount attempt after `hdist umount`; keep it quiet
+    // unless debugging.
+    let filter = if cli.verbose >= 2 {
+        level.to_string()
+    } else {
+        format!("{level},fuser=error")
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("HDIST_LOG", filter))
+        .format_timestamp(None)
+        .init();
+    let globals = Globals {
+        store: cli.store,
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::Hash(args) => store_cmd::hash(&args),
+        Command::Store(cmd) => store_cmd::store(&globals, cmd),
+        Command::Ls(args) => store_cmd::ls(&globals, &args),
+        Command::Cat(args) => store_cmd::cat(&globals, &args),
+        Command::Export(args) => store_cmd::export(&globals, &args),
+        Command::Profile(cmd) => profile_cmd::run(&globals, cmd),
+        Command::Mount(args) => mount_cmd::mount(&globals, &args),
+        Command::Umount(args) => mount_cmd::umount(&args),
+        Command::Mounts { json } => mount_cmd::mounts(json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("hdist: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! `hdist hash`, `hdist store …`, `hdist ls`, `cat`, `export`.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use hdist_store::hash::{hash_document, hash_file};
+use hdist_store::tree::{Entry, Node};
+use serde_json::json;
+
+use crate::progress::{bytes_bar, tree_bytes};
+use crate::Globals;
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["doctype", "file"])))]
+pub struct HashArgs {
+    /// Hash the JSON document JSON (a path, or - for stdin) as hash_document(DOCTYPE, doc).
+    #[arg(long, value_name = "DOCTYPE", requires = "json")]
+    doctype: Option<String>,
+    /// The JSON document for --doctype.
+    #[arg(value_name = "JSON")]
+    json: Option<PathBuf>,
+    /// Print the SHA-256 (hex) of a file.
+    #[arg(long, value_name = "PATH", conflicts_with = "json")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Ingest a directory as an artifact; prints its id.
+    Add {
+        /// The directory to ingest.
+        dir: PathBuf,
+        /// Artifact name ([a-zA-Z0-9-_+]+).
+        #[arg(long)]
+        name: String,
+        /// Optional version.
+        #[arg(long)]
+        version: Option<String>,
+        /// Print a JSON object instead of the id.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-hash every object; exit 1 if anything is corrupt or missing.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Object counts, sizes, dedup and compression ratios.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the index from the objects and artifact documents.
+    Reindex,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Artifact id (full, abbreviated, or a name with one artifact); none lists artifacts.
+    id: Option<String>,
+    /// Path inside the artifact.
+    path: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// Artifact id.
+    id: String,
+    /// Path of a file inside the artifact.
+    path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Artifact id.
+    id: String,
+    /// Destination: must not exist, or be an empty directory.
+    dir: PathBuf,
+}
+
+pub fn hash(args: &HashArgs) -> Result<ExitCode> {
+    if let Some(path) = &args.file {
+        let (digest, _) = hash_file(path).with_context(|| format!("cannot read {}", path.display()))?;
+        println!("{digest}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let doctype = args
+        .doctype
+        .as_deref()
+        .context("--doctype is required with a JSON document")?;
+    let source = args.json.as_ref().context("give a JSON file, or - for stdin")?;
+    let text = if source.as_os_str() == "-" {
+        let mut text = String::new();
+        io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("cannot read {}", source.display()))?
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", source.display()))?;
+    let digest = hash_document(doctype, &doc).with_context(|| format!("cannot hash {}", source.display()))?;
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
+    let store = globals.open_store()?;
+    match command {
+        StoreCommand::Add {
+            dir,
+            name,
+            version,
+            json,
+        } => {
+            let bar = bytes_bar(
+                if globals.quiet { 0 } else { tree_bytes(&dir) },
+                "ingest",
+                globals.quiet,
+            );
+            let outcome = store
+                .add_tree(&dir, &name, version.as_deref(), &|bytes| bar.inc(bytes))
+                .with_context(|| {
+                    format!(
+                        "cannot add {} to the store at {}",
+                        dir.display(),
+                        store.root().display()
+                    )
+                })?;
+            bar.finish_and_clear();
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "id": outcome.record.id,
+                        "root": outcome.record.root,
+                        "files": outcome.record.files,
+                        "bytes": outcome.record.bytes,
+                        "new_objects": outcome.new_objects,
+                        "new_stored_bytes": outcome.new_stored_bytes,
+                    })
+                );
+            } else {
+                println!("{}", outcome.record.id);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Verify { json } => {
+            let total = store.totals()?.stored_bytes;
+            let bar = bytes_bar(total, "verify", globals.quiet);
+            let report = store.verify(&|bytes| bar.inc(bytes))?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for (digest, why) in &report.corrupt {
+                    println!("corrupt {digest}: {why}");
+                }
+                for (digest, what) in &report.missing {
+                    println!("missing {digest}: {what}");
+                }
+                if !globals.quiet {
+                    eprintln!(
+                        "checked {} objects: {} corrupt, {} missing",
+                        report.checked,
+                        report.corrupt.len(),
+                        report.missing.len()
+                    );
+                }
+            }
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        StoreCommand::Stats { json } => {
+            let t = store.totals()?;
+            let ratio = |a: u64, b: u64| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+            let dedup = ratio(t.artifact_bytes, t.blob_bytes);
+            let compression = ratio(t.logical_bytes, t.stored_bytes);
+            if json {
+                let mut value = serde_json::to_value(&t)?;
+                value["dedup_ratio"] = json!(dedup);
+                value["compression_ratio"] = json!(compression);
+                value["store"] = json!(store.root());
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("store:             {}", store.root().display());
+                println!("artifacts:         {}", t.artifacts);
+                println!("objects:           {} ({} trees)", t.objects, t.trees);
+                println!("artifact bytes:    {}", t.artifact_bytes);
+                println!("logical bytes:     {}", t.logical_bytes);
+                println!("stored bytes:      {}", t.stored_bytes);
+                println!("dedup ratio:       {dedup:.2}");
+                println!("compression ratio: {compression:.2}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Reindex => {
+            let (objects, artifacts) = store.reindex()?;
+            if !globals.quiet {
+                eprintln!("reindexed {objects} objects and {artifacts} artifacts");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn ls(globals: &Globals, args: &LsArgs) -> Result<ExitCode> {
+    let store = globals.open_store()?;
+    let Some(query) = &args.id else {
+        let records = store.artifacts()?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&records)?);
+        } else {
+            for r in records {
+                println!(
+                    "{}\t{}\t{} files\t{} bytes",
+                    r.id,
+                    r.version.as_deref().unwrap_or("-"),
+                    r.files,
+                    r.bytes
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let record = store.find_artifact(query)?;
+    let entries = store.list(&record, args.path.as_deref().unwrap_or(""))?;
+    if args.json {
+        let list: Vec<_> = entries.iter().map(entry_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = io::stdout().lock();
+    for entry in &entries {
+        let (mode, size) = match &entry.node {
+            Node::Directory { .. } => ("drwxr-xr-x", String::from("-")),
+            Node::File {
+                size,
+                executable: true,
+                ..
+            } => ("-rwxr-xr-x", size.to_string()),
+            Node::File { size, .. } => ("-rw-r--r--", size.to_string()),
+            Node::Symlink { .. } => ("lrwxrwxrwx", String::from("-")),
+        };
+        write!(out, "{mode} {size:>12} ")?;
+        out.write_all(&entry.name)?;
+        if let Node::Symlink { target } = &entry.node {
+            out.write_all(b" -> ")?;
+            out.write_all(target)?;
+        }
+        out.write_all(b"\n")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn entry_json(entry: &Entry) -> serde_json::Value {
+    let name = String::from_utf8_lossy(&entry.name);
+    match &entry.node {
+        Node::Directory { digest } => json!({"name": name, "type": "directory", "digest": digest}),
+        Node::File {
+            digest,
+            size,
+            executable,
+        } => {
+            json!({"name": name, "type": "file", "size": size, "executable": executable, "digest": digest})
+        }
+        Node::Symlink { target } => {
+            json!({"name": name, "type": "symlink", "target": String::from_utf8_lossy(target)})
+        }
+    }
+}
+
+pub fn cat(globals: &Globals, args: &CatArgs) -> Result<ExitCode> {
+    let store = globals.open_store()?;
+    let record = store.find_artifact(&args.id)?;
+    let mut out = io::stdout().lock();
+    store.cat(&record, &args.path, &mut out)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export(globals: &Globals, args: &ExportArgs) -> Result<ExitCode> {
+    let store = globals.open_store()?;
+    let record = store.find_artifact(&args.id)?;
+    store
+        .export(&record, &args.dir)
+        .with_context(|| format!("cannot export {} to {}", record.id, args.dir.display()))?;
+    if !globals.quiet {
+        eprintln!("exported {} to {}", record.id, args.dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

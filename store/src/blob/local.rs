@@ -1,0 +1,560 @@
+//! The local blob backend: one file per object under fan-out directories.
+//!
+//! ```text
+//! <store>/
+//! ├── objects/
+//! │   └── ab/
+//! │       ├── ab12…ef        raw content (compression saved less than 3 %)
+//! │       └── ab34…01.zst    one zstd frame of the content, content size in the frame header
+//! └── cache/blobs/
+//!     └── ab/ab34…01         decompressed, verified copy of a .zst object (size-bounded,
+//!                            oldest first evicted); what `open` hands out for mmap/passthrough
+//! ```
+//!
+//! An object reaches `objects/` by `rename` only after its bytes are durable, so a crash leaves
+//! either the whole object or nothing (plus scratch files that the next process sweeps).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::{BlobError, BlobService, Codec};
+use crate::hash::{Digest, DigestWriter};
+use crate::scratch::{syncfs, Scratch};
+
+/// Files up to this size are hashed and compressed in memory in one go.
+const IN_MEMORY_LIMIT: u64 = 64 << 20;
+/// zstd level: level 3 compresses CPython's stdlib ~3.5x at several hundred MB/s per core.
+const ZSTD_LEVEL: i32 = 3;
+/// Default bound of the decompressed cache.
+pub const DEFAULT_CACHE_LIMIT: u64 = 8 << 30;
+
+/// Where an object is and how it is stored.
+#[derive(Debug, Clone)]
+pub struct StoredObject {
+    /// The object's digest.
+    pub digest: Digest,
+    /// Its file under `objects/`.
+    pub path: PathBuf,
+    /// How the bytes are encoded.
+    pub codec: Codec,
+    /// Bytes the file occupies (compressed size for zstd objects).
+    pub stored_size: u64,
+}
+
+/// What adding content did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The digest of the raw content.
+    pub digest: Digest,
+    /// Raw size.
+    pub size: u64,
+    /// Stored size.
+    pub stored_size: u64,
+    /// True if this call stored it; false if it was present already.
+    pub new: bool,
+}
+
+/// Content-addressed objects in a local directory.
+#[derive(Debug)]
+pub struct LocalBlobService {
+    objects: PathBuf,
+    cache: PathBuf,
+    cache_limit: u64,
+    cache_bytes: OnceLock<AtomicU64>,
+    scratch: Arc<Scratch>,
+    // Raw objects are served straight from `objects/`; each is hashed once per process.
+    verified_raw: Mutex<HashSet<Digest>>,
+}
+
+impl LocalBlobService {
+    /// Opens (and creates if needed) the object and cache directories below `root`.
+    pub fn open(root: &Path, scratch: Arc<Scratch>) -> Result<Self, BlobError> {
+        let objects = root.join("objects");
+        let cache = root.join("cache").join("blobs");
+        for dir in [&objects, &cache] {
+            fs::create_dir_all(dir).map_err(BlobError::io("create directory", dir))?;
+        }
+        Ok(LocalBlobService {
+            objects,
+            cache,
+            cache_limit: DEFAULT_CACHE_LIMIT,
+            cache_bytes: OnceLock::new(),
+            scratch,
+            verified_raw: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Sets the bound of the decompressed cache in bytes.
+    pub fn with_cache_limit(mut self, limit: u64) -> Self {
+        self.cache_limit = limit;
+        self
+    }
+
+    /// The `objects/` directory.
+    pub fn objects_dir(&self) -> &Path {
+        &self.objects
+    }
+
+    fn object_path(&self, digest: &Digest, codec: Codec) -> PathBuf {
+        let hex = digest.to_hex();
+        let mut path = self.objects.join(&hex[..2]);
+        match codec {
+            Codec::Raw => path.push(&hex),
+            Codec::Zstd => path.push(format!("{hex}.zst")),
+        }
+        path
+    }
+
+    /// Finds an object on disk.
+    pub fn locate(&self, digest: &Digest) -> Result<Option<StoredObject>, BlobError> {
+        for codec in [Codec::Zstd, Codec::Raw] {
+            let path = self.object_path(digest, codec);
+            match fs::metadata(&path) {
+                Ok(meta) => {
+                    return Ok(Some(StoredObject {
+                        digest: *digest,
+                        path,
+                        codec,
+                        stored_size: meta.len(),
+                    }))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BlobError::io("stat", path)(e)),
+            }
+        }
+        Ok(None)
+    }
+
+    fn require(&self, digest: &Digest) -> Result<StoredObject, BlobError> {
+        self.locate(digest)?.ok_or_else(|| BlobError::NotFound {
+            digest: *digest,
+            location: self.objects.clone(),
+        })
+    }
+
+    /// Every object file under `objects/` (names that are not object names are skipped).
+    pub fn list(&self) -> Result<Vec<StoredObject>, BlobError> {
+        let mut out = Vec::new();
+        let fanouts = fs::read_dir(&self.objects).map_err(BlobError::io("list", &self.objects))?;
+        for fanout in fanouts {
+            let fanout = fanout.map_err(BlobError::io("list", &self.objects))?.path();
+            let Ok(entries) = fs::read_dir(&fanout) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                let (hex, codec) = match name.strip_suffix(".zst") {
+                    Some(hex) => (hex, Codec::Zstd),
+                    None => (name, Codec::Raw),
+                };
+                let Ok(digest) = Digest::from_hex(hex) else {
+                    continue;
+                };
+                let stored_size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push(StoredObject {
+                    digest,
+                    path: entry.path(),
+                    codec,
+                    stored_size,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Re-hashes one stored object.
+    pub fn verify(&self, object: &StoredObject) -> Result<u64, BlobError> {
+        let file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
+        let mut hasher = DigestWriter::new();
+        let size = decode_into(object, file, &mut hasher)?;
+        check(object, hasher.finish())?;
+        Ok(size)
+    }
+
+    /// Raw size of a stored object (from the zstd frame header for compressed ones).
+    pub fn raw_size(&self, object: &StoredObject) -> Result<u64, BlobError> {
+        match object.codec {
+            Codec::Raw => Ok(object.stored_size),
+            Codec::Zstd => {
+                let mut header = [0u8; 18];
+                let mut file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
+                let n = read_up_to(&mut file, &mut header).map_err(BlobError::io("read", &object.path))?;
+                match zstd::zstd_safe::get_frame_content_size(&header[..n]) {
+                    Ok(Some(size)) => Ok(size),
+                    _ => Err(BlobError::Undecodable {
+                        digest: object.digest,
+                        path: object.path.clone(),
+                        source: io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "zstd frame header without content size",
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Starts a batch of additions; see [`IngestBatch`].
+    pub fn batch(&self) -> IngestBatch<'_> {
+        IngestBatch {
+            blobs: self,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cache_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.cache.join(&hex[..2]).join(hex)
+    }
+
+    fn cache_counter(&self) -> &AtomicU64 {
+        self.cache_bytes.get_or_init(|| {
+            let total = walk_files(&self.cache).iter().map(|(_, len, _)| len).sum();
+            AtomicU64::new(total)
+        })
+    }
+
+    /// Decompresses `object` into the cache, verifying it on the way, and opens the copy.
+    fn fill_cache(&self, object: &StoredObject) -> Result<File, BlobError> {
+        let dest = self.cache_path(&object.digest);
+        let tmp = self.scratch.fresh_path("cache");
+        let source = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
+        let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let mut tee = HashingWriter {
+            inner: &mut out,
+            hasher: DigestWriter::new(),
+        };
+        let decoded = decode_into(object, source, &mut tee);
+        let actual = tee.hasher.finish();
+        let cleanup = |e| {
+            let _ = fs::remove_file(&tmp);
+            e
+        };
+        let size = decoded.map_err(cleanup)?;
+        check(object, actual).map_err(cleanup)?;
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(BlobError::io("create directory", parent))?;
+        }
+        fs::rename(&tmp, &dest).map_err(BlobError::io("rename into cache", &dest))?;
+        let total = self.cache_counter().fetch_add(size, Ordering::Relaxed) + size;
+        if total > self.cache_limit {
+            self.evict_cache();
+        }
+        out.seek(SeekFrom::Start(0))
+            .map_err(BlobError::io("seek", &dest))?;
+        // The handle was opened for writing; hand out a read-only one.
+        File::open(&dest).map_err(BlobError::io("open", &dest))
+    }
+
+    /// Removes the oldest cached copies until the cache is at 90 % of its bound. Open handles
+    /// keep working: an unlinked file stays readable through its descriptors.
+    fn evict_cache(&self) {
+        let mut files = walk_files(&self.cache);
+        files.sort_by_key(|(_, _, mtime)| *mtime);
+        let target = self.cache_limit / 10 * 9;
+        let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+        for (path, len, _) in files {
+            if total <= target {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+        self.cache_counter().store(total, Ordering::Relaxed);
+    }
+}
+
+impl BlobService for LocalBlobService {
+    fn has(&self, digest: &Digest) -> Result<bool, BlobError> {
+        Ok(self.locate(digest)?.is_some())
+    }
+
+    fn size(&self, digest: &Digest) -> Result<u64, BlobError> {
+        let object = self.require(digest)?;
+        self.raw_size(&object)
+    }
+
+    fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
+        let object = self.require(digest)?;
+        let file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
+        let mut tee = HashingWriter {
+            inner: Vec::new(),
+            hasher: DigestWriter::new(),
+        };
+        decode_into(&object, file, &mut tee)?;
+        check(&object, tee.hasher.finish())?;
+        Ok(tee.inner)
+    }
+
+    fn open(&self, digest: &Digest) -> Result<File, BlobError> {
+        let object = self.require(digest)?;
+        match object.codec {
+            Codec::Raw => {
+                let mut file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
+                if !self.verified_raw.lock().unwrap().contains(digest) {
+                    let mut hasher = DigestWriter::new();
+                    io::copy(&mut file, &mut hasher).map_err(BlobError::io("read", &object.path))?;
+                    check(&object, hasher.finish())?;
+                    file.seek(SeekFrom::Start(0))
+                        .map_err(BlobError::io("seek", &object.path))?;
+                    self.verified_raw.lock().unwrap().insert(*digest);
+                }
+                Ok(file)
+            }
+            Codec::Zstd => {
+                let cached = self.cache_path(digest);
+                if let Ok(file) = File::open(&cached) {
+                    // A copy of the wrong length is a torn write from a crash: replace it.
+                    let expected = self.raw_size(&object)?;
+                    if file.metadata().map(|m| m.len()).ok() == Some(expected) {
+                        return Ok(file);
+                    }
+                }
+                self.fill_cache(&object)
+            }
+        }
+    }
+}
+
+/// A set of additions made durable together by [`IngestBatch::commit`].
+///
+/// `put_*` write each new object to a scratch file without syncing; `commit` syncs the file
+/// system once, renames every object into place and syncs again. Until `commit` returns, no
+/// object of the batch is visible under `objects/`. Safe to use from many threads at once.
+#[derive(Debug)]
+pub struct IngestBatch<'a> {
+    blobs: &'a LocalBlobService,
+    pending: Mutex<HashMap<Digest, (PathBuf, PathBuf, PutOutcome)>>,
+}
+
+impl IngestBatch<'_> {
+    /// Adds `data` as an object.
+    pub fn put_bytes(&self, data: &[u8]) -> Result<PutOutcome, BlobError> {
+        let digest = Digest::of(data);
+        if let Some(existing) = self.existing(&digest, data.len() as u64)? {
+            return Ok(existing);
+        }
+        let compressed = zstd::bulk::compress(data, ZSTD_LEVEL)
+            .map_err(BlobError::io("compress", self.blobs.objects.clone()))?;
+        let (codec, bytes) = if pays(compressed.len() as u64, data.len() as u64) {
+            (Codec::Zstd, &compressed[..])
+        } else {
+            (Codec::Raw, data)
+        };
+        let tmp = self.blobs.scratch.fresh_path("obj");
+        fs::write(&tmp, bytes).map_err(BlobError::io("write", &tmp))?;
+        Ok(self.stage(digest, data.len() as u64, codec, tmp, bytes.len() as u64))
+    }
+
+    /// Adds the content of the file at `path`.
+    pub fn put_file(&self, path: &Path) -> Result<PutOutcome, BlobError> {
+        let mut file = File::open(path).map_err(BlobError::io("open", path))?;
+        let len = file.metadata().map_err(BlobError::io("stat", path))?.len();
+        if len <= IN_MEMORY_LIMIT {
+            let mut data = Vec::with_capacity(len as usize);
+            file.read_to_end(&mut data).map_err(BlobError::io("read", path))?;
+            return self.put_bytes(&data);
+        }
+        self.put_large(path, file)
+    }
+
+    /// Large files stream: hash and compress in one pass (both cores on the compression), so
+    /// the stored bytes are exactly the hashed bytes even if the file changes meanwhile.
+    fn put_large(&self, path: &Path, file: File) -> Result<PutOutcome, BlobError> {
+        let tmp = self.blobs.scratch.fresh_path("obj");
+        let out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let result = (|| {
+            let mut encoder = zstd::stream::Encoder::new(out, ZSTD_LEVEL)?;
+            encoder.include_contentsize(true)?;
+            let len = file.metadata()?.len();
+            encoder.set_pledged_src_size(Some(len))?;
+            let _ = encoder.multithread(2);
+            let mut tee = HashingWriter {
+                inner: encoder,
+                hasher: DigestWriter::new(),
+            };
+            let copied = io::copy(&mut file.take(len), &mut tee)?;
+            let digest = tee.hasher.finish();
+            let out = tee.inner.finish()?;
+            let stored = out.metadata()?.len();
+            Ok::<_, io::Error>((digest, copied, stored))
+        })();
+        let (digest, size, stored) = result.map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            BlobError::io("compress", path)(e)
+        })?;
+        if let Some(existing) = self.existing(&digest, size)? {
+            let _ = fs::remove_file(&tmp);
+            return Ok(existing);
+        }
+        if pays(stored, size) {
+            return Ok(self.stage(digest, size, Codec::Zstd, tmp, stored));
+        }
+        // Compression did not pay: store the raw bytes, re-checking that they are the same.
+        let _ = fs::remove_file(&tmp);
+        let mut source = File::open(path).map_err(BlobError::io("open", path))?;
+        let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let mut tee = HashingWriter {
+            inner: &mut out,
+            hasher: DigestWriter::new(),
+        };
+        io::copy(&mut (&mut source).take(size), &mut tee).map_err(BlobError::io("copy", path))?;
+        if tee.hasher.finish() != digest {
+            let _ = fs::remove_file(&tmp);
+            return Err(BlobError::io("read", path)(io::Error::other(
+                "the file changed while it was being added",
+            )));
+        }
+        Ok(self.stage(digest, size, Codec::Raw, tmp, size))
+    }
+
+    fn existing(&self, digest: &Digest, size: u64) -> Result<Option<PutOutcome>, BlobError> {
+        if let Some((_, _, outcome)) = self.pending.lock().unwrap().get(digest) {
+            return Ok(Some(PutOutcome {
+                new: false,
+                ..*outcome
+            }));
+        }
+        Ok(self.blobs.locate(digest)?.map(|object| PutOutcome {
+            digest: *digest,
+            size,
+            stored_size: object.stored_size,
+            new: false,
+        }))
+    }
+
+    fn stage(&self, digest: Digest, size: u64, codec: Codec, tmp: PathBuf, stored: u64) -> PutOutcome {
+        let outcome = PutOutcome {
+            digest,
+            size,
+            stored_size: stored,
+            new: true,
+        };
+        let dest = self.blobs.object_path(&digest, codec);
+        let mut pending = self.pending.lock().unwrap();
+        if let Some((_, _, first)) = pending.get(&digest) {
+            // Another thread staged the same content first.
+            let _ = fs::remove_file(&tmp);
+            return PutOutcome { new: false, ..*first };
+        }
+        pending.insert(digest, (tmp, dest, outcome));
+        outcome
+    }
+
+    /// Makes every staged object durable and visible. Returns the objects this batch stored.
+    pub fn commit(self) -> Result<Vec<PutOutcome>, BlobError> {
+        let pending = self.pending.into_inner().unwrap();
+        if pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let scratch_dir = self.blobs.scratch.dir();
+        syncfs(scratch_dir).map_err(BlobError::io("sync", scratch_dir))?;
+        let mut stored = Vec::with_capacity(pending.len());
+        for (_, (tmp, dest, outcome)) in pending {
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(BlobError::io("create directory", parent))?;
+            }
+            // Another process may have stored the same object meanwhile; renaming over it
+            // replaces identical bytes, so no check is needed.
+            fs::rename(&tmp, &dest).map_err(BlobError::io("rename into place", &dest))?;
+            stored.push(outcome);
+        }
+        syncfs(&self.blobs.objects).map_err(BlobError::io("sync", &self.blobs.objects))?;
+        Ok(stored)
+    }
+}
+
+fn pays(compressed: u64, raw: u64) -> bool {
+    compressed < raw - raw / 32
+}
+
+/// Decodes a stored object into `out`, returning the raw size.
+fn decode_into(object: &StoredObject, file: File, out: &mut impl Write) -> Result<u64, BlobError> {
+    let reader = io::BufReader::with_capacity(1 << 20, file);
+    match object.codec {
+        Codec::Raw => {
+            let mut reader = reader;
+            io::copy(&mut reader, out).map_err(BlobError::io("read", &object.path))
+        }
+        Codec::Zstd => {
+            let mut decoder =
+                zstd::stream::Decoder::with_buffer(reader).map_err(|source| BlobError::Undecodable {
+                    digest: object.digest,
+                    path: object.path.clone(),
+                    source,
+                })?;
+            io::copy(&mut decoder, out).map_err(|source| BlobError::Undecodable {
+                digest: object.digest,
+                path: object.path.clone(),
+                source,
+            })
+        }
+    }
+}
+
+fn check(object: &StoredObject, actual: Digest) -> Result<(), BlobError> {
+    if actual == object.digest {
+        Ok(())
+    } else {
+        log::error!("object {} at {} is corrupt", object.digest, object.path.display());
+        Err(BlobError::Corrupt {
+            digest: object.digest,
+            path: object.path.clone(),
+            actual,
+        })
+    }
+}
+
+fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn walk_files(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let Ok(fanouts) = fs::read_dir(dir) else {
+        return out;
+    };
+    for fanout in fanouts.flatten() {
+        let Ok(entries) = fs::read_dir(fanout.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(meta) = entry.metadata() {
+                let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                out.push((entry.path(), meta.len(), mtime));
+            }
+        }
+    }
+    out
+}
+
+/// Passes bytes through to `inner` while hashing them.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: DigestWriter,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

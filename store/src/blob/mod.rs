@@ -1,0 +1,98 @@
+//! Blobs: immutable byte strings addressed by the SHA-256 of their raw content.
+//!
+//! [`BlobService`] is the read seam every consumer goes through (the tree walker, `hdist cat`,
+//! the FUSE layer), so none of them can tell a local store from a remote one. Writing is not
+//! part of the seam: only the local backend ([`LocalBlobService`]) accepts new content, through
+//! an [`IngestBatch`] that makes a whole ingest durable with two `syncfs` calls instead of one
+//! `fsync` per object.
+//!
+//! Every read is verified: a backend never hands out bytes whose hash it has not checked against
+//! the digest that was asked for. A corrupt object is an error naming it, never wrong bytes.
+
+mod local;
+
+pub use local::{IngestBatch, LocalBlobService, PutOutcome, StoredObject};
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+
+use crate::hash::Digest;
+
+/// How an object's bytes sit on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// The raw content as-is (compression did not pay).
+    Raw,
+    /// One zstd frame holding the raw content, with the content size in its header.
+    Zstd,
+}
+
+/// Errors of the blob layer.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The object is not in this store.
+    #[error("object {digest} is not in the store at {location}")]
+    NotFound { digest: Digest, location: PathBuf },
+    /// The stored bytes do not hash to the object's name.
+    #[error(
+        "object {digest} is corrupt ({path}): its content hashes to {actual}; \
+         run `hdist store verify`, then add the content again"
+    )]
+    Corrupt {
+        digest: Digest,
+        path: PathBuf,
+        actual: Digest,
+    },
+    /// The stored bytes could not be decompressed.
+    #[error("object {digest} is corrupt ({path}): it does not decompress; run `hdist store verify`")]
+    Undecodable {
+        digest: Digest,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A file system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl BlobError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| BlobError::Io { action, path, source }
+    }
+
+    /// Whether this error means "absent" rather than "broken".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BlobError::NotFound { .. })
+    }
+}
+
+/// Read access to content-addressed objects.
+///
+/// Implementations are shared between threads (the FUSE session is multithreaded) and must be
+/// cheap to call concurrently for different digests.
+pub trait BlobService: Send + Sync + std::fmt::Debug {
+    /// Whether the object is present. Does not verify its content; absence is `Ok(false)`.
+    fn has(&self, digest: &Digest) -> Result<bool, BlobError>;
+
+    /// The raw (uncompressed) size of the object in bytes, or [`BlobError::NotFound`].
+    fn size(&self, digest: &Digest) -> Result<u64, BlobError>;
+
+    /// The whole raw content, verified against `digest`. Meant for small objects (trees,
+    /// documents); large files go through [`BlobService::open`].
+    fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError>;
+
+    /// A read-only file holding exactly the verified raw content, positioned at offset 0.
+    ///
+    /// The file is seekable, can be mmapped and can serve as a FUSE passthrough backing file.
+    /// Callers must not write to it. The content was verified when the file was produced; a
+    /// backend may hand out the same underlying file to many callers.
+    fn open(&self, digest: &Digest) -> Result<File, BlobError>;
+}

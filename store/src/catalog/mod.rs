@@ -1,0 +1,31 @@
+//! The catalog: which artifacts and profiles exist, and their root trees.
+//!
+//! Together with [`crate::blob::BlobService`] this is everything the FUSE view reads, so a
+//! view over a local store and one over a published remote store differ only in the two
+//! backends they are given.
+
+mod local;
+
+pub use local::LocalCatalog;
+
+use crate::artifact::ArtifactId;
+use crate::hash::Digest;
+use crate::profile::{Generation, ProfileDoc};
+use crate::store::StoreError;
+
+/// Read access to artifact and profile metadata.
+pub trait Catalog: Send + Sync + std::fmt::Debug {
+    /// The current generation of profile `name` and its document, or `None` if there is no
+    /// such profile. Called again whenever a view re-checks for a generation switch, so it
+    /// must be cheap when nothing changed.
+    fn profile(&self, name: &str) -> Result<Option<(Generation, ProfileDoc)>, StoreError>;
+
+    /// Names of all profiles, sorted.
+    fn profile_names(&self) -> Result<Vec<String>, StoreError>;
+
+    /// Every artifact with its root tree, sorted by id.
+    fn artifacts(&self) -> Result<Vec<(ArtifactId, Digest)>, StoreError>;
+
+    /// The root tree of one artifact, or `None` if unknown.
+    fn artifact_root(&self, id: &ArtifactId) -> Result<Option<Digest>, StoreError>;
+}

@@ -1,0 +1,19 @@
+//! hdist-store: the content-addressed store behind hdist.
+//!
+//! Layers, bottom up: [`hash`] (SHA-256 digests and Hashdist-compatible ids), [`blob`]
+//! (verified content-addressed objects), [`tree`] (Merkle directories), [`index`] (the SQLite
+//! view), [`artifact`] and [`store`] (the local store that ties them together).
+pub mod artifact;
+pub mod blob;
+pub mod catalog;
+pub mod hash;
+pub mod index;
+pub mod profile;
+pub mod scratch;
+pub mod store;
+pub mod tree;
+pub mod union;
+
+pub use artifact::{ArtifactId, ArtifactRecord};
+pub use hash::Digest;
+pub use store::{Store, StoreError};

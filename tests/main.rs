@@ -1,0 +1,7 @@
+//! The one integration-test binary: real processes, real stores, real FUSE mounts.
+
+mod util;
+
+mod hashing;
+mod mount;
+mod store;

@@ -1,0 +1,236 @@
+//! Small helpers shared by the integration tests.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The hdist binary under test.
+pub fn hdist_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hdist"))
+}
+
+/// A fresh store in a temp directory, with a scratch area beside it.
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    pub fn new() -> TestStore {
+        TestStore {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    /// A path in the scratch area beside the store.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `hdist --store STORE ARGS…`, with a clean environment for the store location.
+    pub fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::new(hdist_bin());
+        cmd.arg("--store").arg(self.store()).args(args);
+        cmd.env_remove("HDIST_STORE");
+        cmd
+    }
+
+    /// Runs and expects success; returns stdout.
+    pub fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        run_ok(&mut self.cmd(args))
+    }
+
+    /// Runs and expects failure; returns the output.
+    pub fn fails<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let out = self.cmd(args).output().expect("run hdist");
+        assert!(
+            !out.status.success(),
+            "expected failure, got success: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        out
+    }
+
+    /// Adds `dir` as an artifact and returns its id.
+    pub fn add(&self, dir: &Path, name: &str) -> String {
+        self.ok([
+            "-q".as_ref(),
+            "store".as_ref(),
+            "add".as_ref(),
+            dir.as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+        ])
+        .trim()
+        .to_string()
+    }
+
+    /// `hdist store stats --json`.
+    pub fn stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(["store", "stats", "--json"])).expect("stats json")
+    }
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "command failed ({:?}): {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// What a tree looks like, for comparisons: path -> description (kind, content digest or
+/// target, exec bit). Owners and times are not compared.
+pub fn snapshot(root: &Path) -> BTreeMap<Vec<u8>, String> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<Vec<u8>, String>) {
+    let mut entries: Vec<_> = fs::read_dir(dir).expect("read_dir").map(|e| e.unwrap()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap().as_os_str().as_bytes().to_vec();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            out.insert(rel, "dir".into());
+            walk(root, &path, out);
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&path).unwrap();
+            out.insert(rel, format!("link {:?}", target.as_os_str().as_bytes()));
+        } else {
+            let data = fs::read(&path).unwrap();
+            let exec = meta.permissions().mode() & 0o111 != 0;
+            out.insert(
+                rel,
+                format!(
+                    "file {} {} exec={exec}",
+                    data.len(),
+                    hdist_store::Digest::of(&data)
+                ),
+            );
+        }
+    }
+}
+
+/// Where scripts/fetch-corpus.sh put real software (None if not fetched).
+pub fn corpus(part: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("HDIST_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/corpus"));
+    let path = base.join(part);
+    if path.exists() {
+        Some(path)
+    } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "corpus part {part} missing under CI: scripts/test.sh runs scripts/fetch-corpus.sh"
+        );
+        eprintln!("skipping: corpus {part} not fetched (run scripts/fetch-corpus.sh)");
+        None
+    }
+}
+
+/// Whether FUSE tests can run. They may skip only where /dev/fuse is absent and CI is unset.
+pub fn fuse_available() -> bool {
+    if Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "/dev/fuse is missing under CI");
+    eprintln!("skipping: /dev/fuse is absent");
+    false
+}
+
+/// Unmounts on drop (even when the test panics).
+pub struct MountGuard {
+    pub dir: PathBuf,
+}
+
+impl MountGuard {
+    pub fn new(dir: &Path) -> MountGuard {
+        MountGuard {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = Command::new(hdist_bin()).arg("umount").arg(&self.dir).status();
+            if is_mounted(&self.dir) {
+                let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+            }
+        }
+    }
+}
+
+/// Whether `dir` is a mount point (per /proc/self/mountinfo).
+pub fn is_mounted(dir: &Path) -> bool {
+    let Ok(dir) = fs::canonicalize(dir).or_else(|_| Ok::<_, ()>(dir.to_path_buf())) else {
+        return false;
+    };
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let wanted = dir.to_string_lossy().replace(' ', "\\040");
+    text.lines().any(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
+}
+
+/// Waits until `cond` holds or the timeout passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Writes a small synthetic tree with every kind of entry the store supports.
+pub fn sample_tree(root: &Path) {
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::create_dir_all(root.join("lib/empty")).unwrap();
+    fs::create_dir_all(root.join("share/doc")).unwrap();
+    fs::write(root.join("bin/tool"), b"#!/bin/sh\necho tool\n").unwrap();
+    fs::set_permissions(root.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(root.join("lib/libx.so"), vec![7u8; 100_000]).unwrap();
+    fs::write(root.join("share/doc/README"), b"hello\n").unwrap();
+    fs::write(root.join("share/doc/empty"), b"").unwrap();
+    fs::write(root.join("share/doc/copy"), b"hello\n").unwrap();
+    std::os::unix::fs::symlink("libx.so", root.join("lib/libx.so.1")).unwrap();
+    std::os::unix::fs::symlink("../nowhere/\u{e9}", root.join("share/dangling")).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"odd-\xff\xfe name");
+    fs::write(root.join("share").join(odd), b"non-utf8 name").unwrap();
+}
