@@ -4,6 +4,8 @@
 //! <store>/tmp/
 //! ├── 4f1c…e2.lock    exclusive flock held for as long as the owning process lives
 //! └── 4f1c…e2/        that process's temp files (objects being written, builds, exports)
+//!     └── 0/ … 7/     one subdirectory per worker thread: file creation takes the directory's
+//!                     lock, so parallel writers in one directory would wait for each other
 //! ```
 //!
 //! A process killed with `-9` leaves its directory behind, but the kernel drops its lock; the
@@ -16,6 +18,9 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Subdirectories of a scratch directory (see the module docs).
+const LANES: u64 = 8;
 
 /// A process's private temp directory in the store, removed when dropped.
 #[derive(Debug)]
@@ -38,6 +43,9 @@ impl Scratch {
         lock.try_lock().map_err(io::Error::other)?;
         let dir = tmp_root.join(&token);
         fs::create_dir(&dir)?;
+        for lane in 0..LANES {
+            fs::create_dir(dir.join(lane.to_string()))?;
+        }
         Ok(Scratch {
             dir,
             lock_path,
@@ -51,10 +59,19 @@ impl Scratch {
         &self.dir
     }
 
-    /// A new path inside the scratch directory that nothing else uses (the file is not created).
+    /// A new path inside the scratch directory that nothing else uses (the file is not
+    /// created). Paths for different threads land in different subdirectories.
     pub fn fresh_path(&self, hint: &str) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.dir.join(format!("{n}-{hint}"))
+        let lane = match rayon::current_thread_index() {
+            Some(index) => index as u64 % LANES,
+            None => {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(&std::thread::current().id(), &mut hasher);
+                std::hash::Hasher::finish(&hasher) % LANES
+            }
+        };
+        self.dir.join(lane.to_string()).join(format!("{n}-{hint}"))
     }
 
     /// Writes `bytes` to `dest` durably: temp file, fsync, rename, fsync of the parent.

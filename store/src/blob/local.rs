@@ -78,6 +78,18 @@ impl LocalBlobService {
         for dir in [&objects, &cache] {
             fs::create_dir_all(dir).map_err(BlobError::io("create directory", dir))?;
         }
+        // All 256 fan-out directories exist from the start, so adding an object never has to
+        // create one (a mkdir per object was a third of an ingest's system time).
+        if !objects.join("ff").is_dir() {
+            for byte in 0..=255u8 {
+                let fanout = objects.join(format!("{byte:02x}"));
+                match fs::create_dir(&fanout) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(BlobError::io("create directory", &fanout)(e)),
+                }
+            }
+        }
         Ok(LocalBlobService {
             objects,
             cache,
@@ -457,9 +469,6 @@ impl IngestBatch<'_> {
         syncfs(scratch_dir).map_err(BlobError::io("sync", scratch_dir))?;
         let mut stored = Vec::with_capacity(pending.len());
         for (_, (tmp, dest, outcome)) in pending {
-            if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(BlobError::io("create directory", parent))?;
-            }
             // Another process may have stored the same object meanwhile; renaming over it
             // replaces identical bytes, so no check is needed.
             fs::rename(&tmp, &dest).map_err(BlobError::io("rename into place", &dest))?;
