@@ -7,6 +7,7 @@ mod config;
 mod mount_cmd;
 mod profile_cmd;
 mod progress;
+mod source_cmd;
 mod store_cmd;
 
 use std::path::PathBuf;
@@ -52,6 +53,10 @@ enum Command {
     Mount(mount_cmd::MountArgs),
     /// Unmount an hdist mount (also one whose daemon died).
     Umount(mount_cmd::UmountArgs),
+    /// Download (or copy) a source into the source cache; prints its key.
+    Fetch(source_cmd::FetchArgs),
+    /// Unpack a cached source into a directory (verified, safely).
+    Unpack(source_cmd::UnpackArgs),
     /// List active hdist mounts.
     Mounts {
         #[arg(long)]
@@ -106,6 +111,8 @@ fn main() -> ExitCode {
         Command::Mount(args) => mount_cmd::mount(&globals, &args),
         Command::Umount(args) => mount_cmd::umount(&args),
         Command::Mounts { json } => mount_cmd::mounts(json),
+        Command::Fetch(args) => source_cmd::fetch(&globals, &args),
+        Command::Unpack(args) => source_cmd::unpack(&globals, &args),
     };
     match result {
         Ok(code) => code,

@@ -4,4 +4,5 @@ mod util;
 
 mod hashing;
 mod mount;
+mod source;
 mod store;

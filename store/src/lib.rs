@@ -10,6 +10,8 @@ pub mod hash;
 pub mod index;
 pub mod profile;
 pub mod scratch;
+pub mod source;
+pub mod build;
 pub mod store;
 pub mod tree;
 pub mod union;

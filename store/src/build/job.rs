@@ -1,0 +1,1 @@
+//! Job language (being written).

@@ -1,0 +1,2 @@
+//! Build store (being written).
+pub mod job;
