@@ -15,7 +15,7 @@ set -euo pipefail
 # util-linux (setpriv), passwd (useradd): tests that run as an unprivileged user.
 need_pkgs fuse3 squashfs-tools build-essential pkg-config util-linux passwd
 
-"$ROOT/scripts/fetch-corpus.sh"
+"$ROOT/scripts/fetch-corpus.sh" cpython debsrc
 export HDIST_CORPUS="$CACHE_DIR/corpus"
 
 cd "$ROOT"

@@ -3,6 +3,7 @@
 //! The command line only parses, dispatches and prints; the work lives in `hdist-store` and
 //! `hdist-fs`.
 
+mod build_cmd;
 mod config;
 mod mount_cmd;
 mod profile_cmd;
@@ -57,6 +58,14 @@ enum Command {
     Fetch(source_cmd::FetchArgs),
     /// Unpack a cached source into a directory (verified, safely).
     Unpack(source_cmd::UnpackArgs),
+    /// Print the artifact id a build spec would produce.
+    Id(build_cmd::IdArgs),
+    /// Build specs (cached builds do nothing).
+    Build(build_cmd::BuildArgs),
+    /// Print the path where an artifact is visible (mounts the store-wide view if needed).
+    Resolve(build_cmd::ResolveArgs),
+    /// Print the build log of an artifact.
+    BuildLog(build_cmd::ResolveArgs),
     /// List active hdist mounts.
     Mounts {
         #[arg(long)]
@@ -69,6 +78,7 @@ enum Command {
 pub struct Globals {
     store: Option<PathBuf>,
     quiet: bool,
+    verbose: u8,
 }
 
 impl Globals {
@@ -100,6 +110,7 @@ fn main() -> ExitCode {
     let globals = Globals {
         store: cli.store,
         quiet: cli.quiet,
+        verbose: cli.verbose,
     };
     let result = match cli.command {
         Command::Hash(args) => store_cmd::hash(&args),
@@ -111,6 +122,10 @@ fn main() -> ExitCode {
         Command::Mount(args) => mount_cmd::mount(&globals, &args),
         Command::Umount(args) => mount_cmd::umount(&args),
         Command::Mounts { json } => mount_cmd::mounts(json),
+        Command::Id(args) => build_cmd::id(&args),
+        Command::Build(args) => build_cmd::build(&globals, &args),
+        Command::Resolve(args) => build_cmd::resolve(&globals, &args),
+        Command::BuildLog(args) => build_cmd::build_log(&globals, &args),
         Command::Fetch(args) => source_cmd::fetch(&globals, &args),
         Command::Unpack(args) => source_cmd::unpack(&globals, &args),
     };

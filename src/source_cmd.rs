@@ -1,30 +1,155 @@
-//! `hdist fetch`, `hdist unpack` (being written).
+//! `hdist fetch`, `hdist unpack`: the source cache.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use hdist_store::source::{
+    self, mirrors_from_env, FetchEvent, FetchRequest, HttpOptions, KeepPolicy, SourceError, SourceKey,
+    SourceType,
+};
+use indicatif::ProgressBar;
 
+use crate::progress::bytes_bar;
 use crate::Globals;
+
+/// Exit status of a fetch whose content has another key than the one given.
+const KEY_MISMATCH: u8 = 2;
 
 /// Arguments of `hdist fetch`.
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// URL, file: URL or path.
+    /// An http(s) URL, a file: URL or a path (an archive, a single file or a directory); with
+    /// --git, a repository.
     url: String,
+    /// The expected key (exit status 2 and nothing stored if the content differs); with
+    /// --git, the revision (branch, tag or commit).
+    #[arg(value_name = "KEY|REV")]
+    second: Option<String>,
+    /// With --git: the expected key.
+    #[arg(value_name = "KEY")]
+    third: Option<String>,
+    /// Fetch a commit of a git repository: `hdist fetch --git URL REV [KEY]`.
+    #[arg(long)]
+    git: bool,
+    /// Source type when the URL does not end in a known suffix: tar.gz, tar.bz2, tar.xz, zip
+    /// or files.
+    #[arg(long = "type", value_name = "TYPE")]
+    source_type: Option<String>,
+    /// Base URL tried first as <URL>/packs/<type>/<digest> when KEY is given (repeatable;
+    /// added to $HDIST_MIRRORS, whitespace- or comma-separated).
+    #[arg(long = "mirror", value_name = "URL")]
+    mirrors: Vec<String>,
+    /// A label to record with the source (repeatable). `transient` marks a source that a
+    /// garbage collector may drop; `keep` (the default) one it must keep.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// How many times to retry a failed download (with exponential backoff).
+    #[arg(long, value_name = "N", default_value_t = HttpOptions::default().retries)]
+    retries: u32,
+    /// Seconds to wait for a connection, a response, or the next bytes of a download.
+    #[arg(long, value_name = "SECS", default_value_t = HttpOptions::default().timeout.as_secs())]
+    timeout: u64,
 }
 
 /// Arguments of `hdist unpack`.
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
-    /// Source key.
+    /// Source key, e.g. tar.gz:<32 characters>.
     key: String,
+    /// Destination: must not exist, or be an empty directory.
+    dir: PathBuf,
 }
 
-pub fn fetch(_globals: &Globals, _args: &FetchArgs) -> Result<ExitCode> {
-    bail!("hdist fetch is not implemented yet")
+pub fn fetch(globals: &Globals, args: &FetchArgs) -> Result<ExitCode> {
+    let (origin_request, key_text) = if args.git {
+        let rev = args
+            .second
+            .as_deref()
+            .context("--git needs a revision: hdist fetch --git URL REV [KEY]")?;
+        (FetchRequest::git(&args.url, rev), args.third.as_deref())
+    } else {
+        if args.third.is_some() {
+            bail!("too many arguments: hdist fetch URL [KEY] (or --git URL REV [KEY])");
+        }
+        (FetchRequest::location(&args.url)?, args.second.as_deref())
+    };
+    let mut request = origin_request;
+    if let Some(text) = key_text {
+        request.expected = Some(text.parse::<SourceKey>()?);
+    }
+    if let Some(text) = &args.source_type {
+        request.source_type = Some(text.parse::<SourceType>()?);
+    }
+    request.mirrors = args.mirrors.clone();
+    request.mirrors.extend(mirrors_from_env());
+    let mut policies = Vec::new();
+    for tag in &args.tags {
+        match tag.as_str() {
+            "keep" => policies.push(KeepPolicy::Keep),
+            "transient" => policies.push(KeepPolicy::Transient),
+            _ => request.tags.push(tag.clone()),
+        }
+    }
+    policies.dedup();
+    request.keep = match policies.as_slice() {
+        [] => KeepPolicy::Keep,
+        [one] => *one,
+        _ => bail!("--tag keep and --tag transient contradict each other; give one"),
+    };
+    request.http = HttpOptions {
+        retries: args.retries,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        ..HttpOptions::default()
+    };
+
+    let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    let quiet = globals.quiet;
+    let report = |event: FetchEvent<'_>| {
+        let mut bar = bar.lock().unwrap();
+        match event {
+            FetchEvent::Download { url, total, done } => {
+                if let Some(old) = bar.take() {
+                    old.finish_and_clear();
+                }
+                let name = url.rsplit('/').next().unwrap_or(url);
+                let new = bytes_bar(total.unwrap_or(0), name, quiet);
+                new.set_position(done);
+                *bar = Some(new);
+            }
+            FetchEvent::Progress { done } => {
+                if let Some(bar) = bar.as_ref() {
+                    bar.set_position(done);
+                }
+            }
+        }
+    };
+    request.progress = Some(&report);
+
+    let store = globals.open_store()?;
+    let result = source::fetch(&store, &request);
+    if let Some(bar) = bar.lock().unwrap().take() {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(key) => {
+            println!("{key}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err @ SourceError::KeyMismatch { .. }) => {
+            eprintln!("hdist: error: {err}");
+            Ok(ExitCode::from(KEY_MISMATCH))
+        }
+        Err(err) => Err(err.into()),
+    }
 }
 
-pub fn unpack(_globals: &Globals, _args: &UnpackArgs) -> Result<ExitCode> {
-    bail!("hdist unpack is not implemented yet")
+pub fn unpack(globals: &Globals, args: &UnpackArgs) -> Result<ExitCode> {
+    let key: SourceKey = args.key.parse()?;
+    let store = globals.open_store()?;
+    source::unpack_source(&store, &key, &args.dir)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,10 @@
 
 mod util;
 
+mod build;
 mod hashing;
+mod http_server;
+
 mod mount;
 mod source;
 mod store;

@@ -132,6 +132,9 @@ pub struct ArtifactRecord {
     pub files: u64,
     /// Sum of file sizes.
     pub bytes: u64,
+    /// The build log blob, for artifacts hdist built (kept in the document only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_log: Option<Digest>,
 }
 
 #[cfg(test)]

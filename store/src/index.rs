@@ -294,6 +294,7 @@ impl Index {
             created: raw.created,
             files: raw.files as u64,
             bytes: raw.bytes as u64,
+            build_log: None,
         })
     }
 }

@@ -5,13 +5,14 @@
 //! view), [`artifact`] and [`store`] (the local store that ties them together).
 pub mod artifact;
 pub mod blob;
+pub mod build;
 pub mod catalog;
+pub mod glob;
 pub mod hash;
 pub mod index;
 pub mod profile;
 pub mod scratch;
 pub mod source;
-pub mod build;
 pub mod store;
 pub mod tree;
 pub mod union;

@@ -208,6 +208,7 @@ impl Store {
                     created: now(),
                     files: ingested.files,
                     bytes: ingested.bytes,
+                    build_log: None,
                 };
                 self.write_document(&record)?;
                 record
@@ -237,6 +238,11 @@ impl Store {
         self.scratch
             .write_atomic(&path, &bytes)
             .map_err(StoreError::io("write artifact document", &path))
+    }
+
+    /// The artifact's on-disk document (which, unlike the index row, carries the build log).
+    pub fn artifact_document(&self, id: &ArtifactId) -> Result<Option<ArtifactRecord>, StoreError> {
+        self.read_document(id)
     }
 
     fn read_document(&self, id: &ArtifactId) -> Result<Option<ArtifactRecord>, StoreError> {

@@ -1,2 +1,542 @@
-//! Build store (being written).
+//! The build store: run a Hashdist build spec once, keep its output as an artifact.
+//!
+//! ```text
+//! <store>/
+//! ├── builds/<name>-<hash>-<token>/   one directory per build attempt
+//! │   ├── build/                      $BUILD: build.json, unpacked sources, the job's cwd
+//! │   ├── artifact/                   staging: what the job installs into $ARTIFACT
+//! │   ├── scaffold/                   tmpfs mount point of the sandbox (see `sandbox`)
+//! │   └── build.log                   everything the job printed
+//! └── locks/<name>-<hash>.lock        flock held while that id is being built
+//! ```
+//!
+//! A build is skipped when its id is already registered. Otherwise it takes the id's lock
+//! (so concurrent builds of one spec run once; the waiter then reuses the result), runs the job
+//! with a cleared environment, ingests the staging directory and registers the artifact with
+//! its spec and log in one step (the artifact document is the commit point). A failed build
+//! registers nothing; its directory is kept for inspection (`--keep-build error`, the default).
+
 pub mod job;
+pub mod sandbox;
+pub mod spec;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
+
+pub use spec::BuildSpec;
+
+use crate::artifact::{ArtifactId, ArtifactRecord};
+use crate::blob::BlobService;
+use crate::source::{unpack_source, SourceKey};
+use crate::store::{Store, StoreError};
+use crate::tree;
+
+/// Errors of the build layer.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The spec is not JSON.
+    #[error("{origin}: not valid JSON: {source}")]
+    BadJson {
+        origin: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A field of the spec is wrong.
+    #[error("{origin}: field {field}: {reason}")]
+    BadSpec {
+        origin: String,
+        field: String,
+        reason: String,
+    },
+    /// An import names an artifact the store does not have.
+    #[error(
+        "{origin}: build.import: {id} is not in the store; build it first (or list its spec before this one)"
+    )]
+    UnknownImport { origin: String, id: ArtifactId },
+    /// The job failed.
+    #[error("build of {id} failed: {reason}\n--- last lines of {log} ---\n{tail}")]
+    Failed {
+        id: ArtifactId,
+        reason: String,
+        log: PathBuf,
+        tail: String,
+    },
+    /// Specs given together import each other in a cycle.
+    #[error("the specs import each other in a cycle: {0}")]
+    Cycle(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> BuildError {
+    let path = path.into();
+    move |source| BuildError::Io { action, path, source }
+}
+
+/// When to keep a build directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeepBuild {
+    /// Always remove it.
+    Never,
+    /// Keep it when the build fails (default).
+    #[default]
+    Error,
+    /// Always keep it.
+    Always,
+}
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Mount point of the store-wide view (mounted by the caller).
+    pub view: PathBuf,
+    /// Whether to keep build directories.
+    pub keep: KeepBuild,
+    /// Stream the build log to stderr as well.
+    pub verbose: bool,
+}
+
+/// What `build` did.
+#[derive(Debug, Clone)]
+pub enum BuildOutcome {
+    /// The id was registered already; nothing ran.
+    Cached(ArtifactRecord),
+    /// This call built and registered it.
+    Built { record: ArtifactRecord, sandboxed: bool },
+}
+
+impl BuildOutcome {
+    /// The artifact either way.
+    pub fn record(&self) -> &ArtifactRecord {
+        match self {
+            BuildOutcome::Cached(r) | BuildOutcome::Built { record: r, .. } => r,
+        }
+    }
+}
+
+/// Path of an artifact inside the store-wide view.
+pub fn view_path(view: &Path, id: &ArtifactId) -> PathBuf {
+    view.join(relative_view_path(id))
+}
+
+fn relative_view_path(id: &ArtifactId) -> PathBuf {
+    Path::new("artifacts").join(id.name()).join(id.hash().to_string())
+}
+
+/// Whether the process may set up a mount namespace (CAP_SYS_ADMIN, approximated by root).
+fn can_sandbox() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Builds `spec` unless its artifact exists. Imports must be registered already.
+pub fn build(
+    store: &Store,
+    spec: &BuildSpec,
+    origin: &str,
+    options: &BuildOptions,
+) -> Result<BuildOutcome, BuildError> {
+    if let Some(record) = registered(store, &spec.id)? {
+        return Ok(BuildOutcome::Cached(record));
+    }
+    let locks = store.root().join("locks");
+    fs::create_dir_all(&locks).map_err(io_err("create directory", &locks))?;
+    let lock_path = locks.join(format!("{}-{}.lock", spec.id.name(), spec.id.hash()));
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err("open", &lock_path))?;
+    lock.lock().map_err(io_err("lock", &lock_path))?;
+    // Whoever held the lock may have built it meanwhile.
+    if let Some(record) = registered(store, &spec.id)? {
+        return Ok(BuildOutcome::Cached(record));
+    }
+    let mut import_dirs = Vec::new();
+    for import in &spec.imports {
+        if registered(store, &import.id)?.is_none() {
+            return Err(BuildError::UnknownImport {
+                origin: origin.to_string(),
+                id: import.id.clone(),
+            });
+        }
+        import_dirs.push(relative_view_path(&import.id));
+    }
+
+    let token = store.scratch().fresh_path("b");
+    let token = token
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("b")
+        .to_string();
+    let base = store.root().join("builds").join(format!(
+        "{}-{}-{}-{token}",
+        spec.id.name(),
+        spec.id.hash(),
+        std::process::id()
+    ));
+    let build_dir = base.join("build");
+    let staging = base.join("artifact");
+    let scaffold = base.join("scaffold");
+    let log_path = base.join("build.log");
+    for dir in [&build_dir, &staging] {
+        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    }
+    let spec_text = serde_json::to_vec_pretty(&spec.document).expect("specs serialise");
+    fs::write(build_dir.join("build.json"), &spec_text)
+        .map_err(io_err("write", build_dir.join("build.json")))?;
+
+    let final_path = view_path(&options.view, &spec.id);
+    let layout = sandbox::Layout {
+        view: &options.view,
+        scaffold: &scaffold,
+        artifact: &relative_view_path(&spec.id),
+        staging: &staging,
+        imports: &import_dirs,
+    };
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            let sandboxed = can_sandbox() && options.view.join("artifacts").is_dir() && {
+                match sandbox::enter(&layout) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        log::warn!("no build sandbox ({e}); $ARTIFACT is the staging directory");
+                        false
+                    }
+                }
+            };
+            let artifact_path = if sandboxed {
+                final_path.clone()
+            } else {
+                staging.clone()
+            };
+            let env = environment(spec, &build_dir, &artifact_path, &options.view);
+            run(store, spec, &build_dir, &log_path, env, options.verbose).map(|()| sandboxed)
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the build thread panicked".to_string()))
+    });
+    let sandboxed = match result {
+        Ok(sandboxed) => sandboxed,
+        Err(reason) => {
+            let tail = tail_lines(&log_path, 20);
+            if options.keep == KeepBuild::Never {
+                let _ = fs::remove_dir_all(&base);
+            }
+            return Err(BuildError::Failed {
+                id: spec.id.clone(),
+                reason,
+                log: log_path,
+                tail,
+            });
+        }
+    };
+
+    let batch = store.blobs().batch();
+    let ingested = tree::ingest_tree(&batch, &staging, &|_| {}).map_err(StoreError::from)?;
+    let log_bytes = fs::read(&log_path).map_err(io_err("read", &log_path))?;
+    let log_outcome = batch.put_bytes(&log_bytes).map_err(StoreError::from)?;
+    batch.commit().map_err(StoreError::from)?;
+    let record = ArtifactRecord {
+        id: spec.id.clone(),
+        version: spec.version.clone(),
+        root: ingested.root,
+        spec: Some(spec.document.clone()),
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+        files: ingested.files,
+        bytes: ingested.bytes,
+        build_log: Some(log_outcome.digest),
+    };
+    let mut objects = ingested.objects;
+    objects.push(tree::IngestedObject {
+        outcome: log_outcome,
+        kind: tree::ObjectKind::Blob,
+    });
+    store.register(&record, &objects)?;
+    if options.keep != KeepBuild::Always {
+        let _ = fs::remove_dir_all(&base);
+    }
+    Ok(BuildOutcome::Built { record, sandboxed })
+}
+
+fn registered(store: &Store, id: &ArtifactId) -> Result<Option<ArtifactRecord>, BuildError> {
+    match store.find_artifact(&id.to_string()) {
+        Ok(record) if &record.id == id => Ok(Some(record)),
+        Ok(_) | Err(StoreError::UnknownArtifact { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The job's whole environment: nothing from the caller leaks in.
+fn environment(spec: &BuildSpec, build_dir: &Path, artifact: &Path, view: &Path) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    let display = |p: &Path| p.to_string_lossy().into_owned();
+    env.insert("BUILD".to_string(), display(build_dir));
+    env.insert("ARTIFACT".to_string(), display(artifact));
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    env.insert("HDIST_CPU_COUNT".to_string(), cpus.to_string());
+    let mut ids = Vec::new();
+    let mut paths = Vec::new();
+    for import in &spec.imports {
+        let dir = display(&view_path(view, &import.id));
+        if let Some(reference) = &import.reference {
+            env.insert(format!("{reference}_DIR"), dir.clone());
+            env.insert(format!("{reference}_ID"), import.id.to_string());
+        }
+        ids.push(import.id.to_string());
+        paths.push(dir);
+    }
+    env.insert("HDIST_IMPORT".to_string(), ids.join(" "));
+    env.insert("HDIST_IMPORT_PATHS".to_string(), paths.join(":"));
+    env
+}
+
+/// Runs the job, logging to `log_path`. Errors are returned as text for the report.
+fn run(
+    store: &Store,
+    spec: &BuildSpec,
+    build_dir: &Path,
+    log_path: &Path,
+    env: BTreeMap<String, String>,
+    verbose: bool,
+) -> Result<(), String> {
+    let log = File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+    let mut log = io::BufWriter::new(log);
+    let hits = BuildHits { store, spec };
+    let mut ctx = job::JobContext {
+        env,
+        cwd: build_dir.to_path_buf(),
+        log: &mut log,
+        hits: &hits,
+        verbose,
+    };
+    let result = job::run_job(&spec.commands, &mut ctx).map_err(|e| e.to_string());
+    let _ = log.flush();
+    result
+}
+
+fn tail_lines(path: &Path, count: usize) -> String {
+    let Ok(file) = File::open(path) else {
+        return String::new();
+    };
+    let lines: Vec<String> = io::BufReader::new(file).lines().map_while(Result::ok).collect();
+    lines[lines.len().saturating_sub(count)..].join("\n")
+}
+
+/// The in-process helpers (`hit` nodes) a build job can call.
+struct BuildHits<'a> {
+    store: &'a Store,
+    spec: &'a BuildSpec,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct HitFailure(String);
+
+impl job::HitRunner for BuildHits<'_> {
+    fn run_hit(
+        &self,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+        cwd: &Path,
+        _stdout: &mut dyn Write,
+    ) -> Result<(), job::HitError> {
+        match args.first().map(String::as_str) {
+            Some("build-unpack-sources") => self.unpack_sources(cwd),
+            Some("build-write-files") => self.write_files(env, cwd),
+            Some("create-links") => create_links(args.get(1).map(Path::new), env, cwd),
+            other => Err(Box::new(HitFailure(format!(
+                "unknown hit command {other:?}; known: build-unpack-sources, build-write-files, create-links"
+            )))),
+        }
+    }
+}
+
+impl BuildHits<'_> {
+    fn unpack_sources(&self, cwd: &Path) -> Result<(), job::HitError> {
+        for source in &self.spec.sources {
+            let key: SourceKey = source
+                .key
+                .parse()
+                .map_err(|e| HitFailure(format!("source key {:?}: {e}", source.key)))?;
+            let dest = cwd.join(&source.target);
+            let empty = fs::read_dir(&dest)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true);
+            if empty {
+                unpack_source(self.store, &key, &dest)?;
+                continue;
+            }
+            // The target holds build.json already: unpack beside it, then move the entries in.
+            let tmp = cwd.join(format!(".unpack-{}", key.to_string().replace(':', "-")));
+            unpack_source(self.store, &key, &tmp)?;
+            for entry in fs::read_dir(&tmp)? {
+                let entry = entry?;
+                let to = dest.join(entry.file_name());
+                if to.exists() {
+                    return Err(Box::new(HitFailure(format!(
+                        "source {} would overwrite {}",
+                        source.key,
+                        to.display()
+                    ))));
+                }
+                fs::rename(entry.path(), to)?;
+            }
+            fs::remove_dir(&tmp)?;
+        }
+        Ok(())
+    }
+
+    fn write_files(&self, env: &BTreeMap<String, String>, cwd: &Path) -> Result<(), job::HitError> {
+        use std::os::unix::fs::PermissionsExt;
+        for (i, file) in self.spec.files.iter().enumerate() {
+            let target = file
+                .get("target")
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| HitFailure(format!("files[{i}].target: missing or not a string")))?;
+            let target = cwd.join(job::substitute(target, env)?);
+            let contents =
+                match (file.get("text"), file.get("object")) {
+                    (Some(serde_json::Value::Array(lines)), _) => {
+                        let mut text = String::new();
+                        for line in lines {
+                            text.push_str(line.as_str().ok_or_else(|| {
+                                HitFailure(format!("files[{i}].text: lines must be strings"))
+                            })?);
+                            text.push('\n');
+                        }
+                        text.into_bytes()
+                    }
+                    (_, Some(object)) => serde_json::to_vec_pretty(object)?,
+                    _ => {
+                        return Err(Box::new(HitFailure(format!(
+                            "files[{i}]: needs \"text\" (a list of lines) or \"object\""
+                        ))))
+                    }
+                };
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::write(&target, contents)?;
+            if file.get("executable").and_then(|e| e.as_bool()) == Some(true) {
+                fs::set_permissions(&target, fs::Permissions::from_mode(0o755))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hashdist's `create-links RULES.json`: each rule `{"action": "symlink"|"copy",
+/// "select": GLOB, "prefix": DIR, "target": DIR}` links or copies every path matching the
+/// ant-style glob (`*` within a component, `**` across directories) to `target` + the path
+/// with `prefix` removed.
+fn create_links(
+    rules: Option<&Path>,
+    env: &BTreeMap<String, String>,
+    cwd: &Path,
+) -> Result<(), job::HitError> {
+    let rules = rules.ok_or_else(|| HitFailure("create-links needs a rules file argument".into()))?;
+    let rules: serde_json::Value = serde_json::from_slice(&fs::read(cwd.join(rules))?)?;
+    let rules = rules
+        .as_array()
+        .ok_or_else(|| HitFailure("create-links: rules must be a list".into()))?;
+    for (i, rule) in rules.iter().enumerate() {
+        let field = |name: &str| -> Result<String, job::HitError> {
+            let raw = rule
+                .get(name)
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| HitFailure(format!("create-links rule {i}: {name} missing")))?;
+            Ok(job::substitute(raw, env)?)
+        };
+        let action = field("action")?;
+        let select = field("select")?;
+        let prefix = PathBuf::from(field("prefix")?);
+        let target = PathBuf::from(field("target")?);
+        // Relative patterns are relative to the job's directory, not the process's.
+        let select = cwd.join(select).to_string_lossy().into_owned();
+        for path in crate::glob::expand(&select)? {
+            let relative = path.strip_prefix(&prefix).map_err(|_| {
+                HitFailure(format!(
+                    "create-links rule {i}: {} is not under prefix {}",
+                    path.display(),
+                    prefix.display()
+                ))
+            })?;
+            let dest = target.join(relative);
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            match action.as_str() {
+                "symlink" => std::os::unix::fs::symlink(&path, &dest)?,
+                "copy" => {
+                    fs::copy(&path, &dest)?;
+                }
+                other => {
+                    return Err(Box::new(HitFailure(format!(
+                        "create-links rule {i}: unknown action {other:?}"
+                    ))))
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The blob of a registered artifact's build log, if it was built by hdist.
+pub fn build_log(store: &Store, record: &ArtifactRecord) -> Result<Option<Vec<u8>>, BuildError> {
+    let Some(document) = store.artifact_document(&record.id)? else {
+        return Ok(None);
+    };
+    match document.build_log {
+        Some(digest) => Ok(Some(store.blobs().read(&digest).map_err(StoreError::from)?)),
+        None => Ok(None),
+    }
+}
+
+/// Orders specs so that each comes after the specs it imports (among those given).
+pub fn order(specs: &[BuildSpec]) -> Result<Vec<Vec<usize>>, BuildError> {
+    let index: BTreeMap<&ArtifactId, usize> = specs.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
+    let deps: Vec<Vec<usize>> = specs
+        .iter()
+        .map(|s| {
+            s.imports
+                .iter()
+                .filter_map(|imp| index.get(&imp.id).copied())
+                .collect()
+        })
+        .collect();
+    // Kahn's algorithm in waves: every wave depends only on earlier waves.
+    let mut done = vec![false; specs.len()];
+    let mut waves = Vec::new();
+    while done.iter().any(|d| !d) {
+        let wave: Vec<usize> = (0..specs.len())
+            .filter(|&i| !done[i] && deps[i].iter().all(|&d| done[d]))
+            .collect();
+        if wave.is_empty() {
+            let stuck: Vec<String> = (0..specs.len())
+                .filter(|&i| !done[i])
+                .map(|i| specs[i].id.to_string())
+                .collect();
+            return Err(BuildError::Cycle(stuck.join(", ")));
+        }
+        for &i in &wave {
+            done[i] = true;
+        }
+        waves.push(wave);
+    }
+    Ok(waves)
+}

@@ -1,0 +1,193 @@
+//! `hdist id`, `hdist build`, `hdist resolve`, `hdist build-log`, and the on-demand
+//! store-wide view (`<store>/view`, mounted like autofs mounts /cvmfs: the first command that
+//! needs it mounts it, and it stays up for later commands).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use hdist_store::build::{self, BuildOptions, BuildOutcome, BuildSpec, KeepBuild};
+use hdist_store::Store;
+
+use crate::Globals;
+
+#[derive(Debug, Args)]
+pub struct IdArgs {
+    /// Build spec (build.json), or - for stdin.
+    spec: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Keep {
+    Never,
+    Error,
+    Always,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build specs (or - for one on stdin); built in dependency order.
+    #[arg(required = true)]
+    specs: Vec<PathBuf>,
+    /// Build up to N specs at once.
+    #[arg(short = 'j', long, default_value_t = 1)]
+    jobs: usize,
+    /// When to keep the build directory.
+    #[arg(long, value_enum, default_value = "error")]
+    keep_build: Keep,
+}
+
+#[derive(Debug, Args)]
+pub struct ResolveArgs {
+    /// Artifact id (full or abbreviated).
+    id: String,
+}
+
+fn read_spec(path: &Path) -> Result<BuildSpec> {
+    let (origin, text) = if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read standard input")?;
+        ("<stdin>".to_string(), text)
+    } else {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        (path.display().to_string(), text)
+    };
+    Ok(build::spec::parse(&origin, &text)?)
+}
+
+pub fn id(args: &IdArgs) -> Result<ExitCode> {
+    println!("{}", read_spec(&args.spec)?.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store-wide view's mount point for `store`.
+pub fn view_dir(store: &Store) -> PathBuf {
+    store.root().join("view")
+}
+
+/// Mounts the store-wide view unless it is up (remounting a dead one).
+pub fn ensure_view(globals: &Globals, store: &Store) -> Result<PathBuf> {
+    let dir = view_dir(store);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let canonical = std::fs::canonicalize(&dir)?;
+    let mounted = hdist_fs::list_mounts()?
+        .into_iter()
+        .any(|m| m.mountpoint == canonical);
+    if mounted {
+        if std::fs::metadata(canonical.join("artifacts")).is_ok() {
+            return Ok(canonical);
+        }
+        // The daemon died: clear the dead mount and mount again.
+        hdist_fs::unmount(&canonical)?;
+    }
+    let exe = std::env::current_exe().context("cannot find the hdist executable")?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("--store")
+        .arg(store.root())
+        .args(["-q", "mount", "--all"])
+        .arg(&canonical);
+    if globals.quiet {
+        command.arg("-q");
+    }
+    let status = command.status().context("cannot start the store-wide view")?;
+    if !status.success() {
+        bail!("could not mount the store-wide view at {}", canonical.display());
+    }
+    Ok(canonical)
+}
+
+pub fn build(globals: &Globals, args: &BuildArgs) -> Result<ExitCode> {
+    let store = globals.open_store()?;
+    let specs: Vec<(String, BuildSpec)> = args
+        .specs
+        .iter()
+        .map(|p| Ok((p.display().to_string(), read_spec(p)?)))
+        .collect::<Result<_>>()?;
+    // Everything cached: print the ids and touch nothing else (no mount, no work).
+    let mut all_cached = true;
+    for (_, spec) in &specs {
+        if store.index().artifact(&spec.id)?.is_none() {
+            all_cached = false;
+        }
+    }
+    if all_cached {
+        for (_, spec) in &specs {
+            println!("{}", spec.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let view = ensure_view(globals, &store)?;
+    let options = BuildOptions {
+        view,
+        keep: match args.keep_build {
+            Keep::Never => KeepBuild::Never,
+            Keep::Error => KeepBuild::Error,
+            Keep::Always => KeepBuild::Always,
+        },
+        verbose: globals.verbose > 0,
+    };
+    let only_specs: Vec<BuildSpec> = specs.iter().map(|(_, s)| s.clone()).collect();
+    let waves = build::order(&only_specs)?;
+    for wave in waves {
+        for chunk in wave.chunks(args.jobs.max(1)) {
+            let results: Vec<Result<BuildOutcome, build::BuildError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let (origin, spec) = &specs[i];
+                        let (store, options) = (&store, &options);
+                        s.spawn(move || build::build(store, spec, origin, options))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("build thread"))
+                    .collect()
+            });
+            for result in results {
+                let outcome = result?;
+                if let BuildOutcome::Built { record, sandboxed } = &outcome {
+                    if !globals.quiet {
+                        let how = if *sandboxed {
+                            "at its final path"
+                        } else {
+                            "unsandboxed"
+                        };
+                        eprintln!("built {} ({how})", record.id);
+                    }
+                }
+            }
+        }
+    }
+    for (_, spec) in &specs {
+        println!("{}", spec.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn resolve(globals: &Globals, args: &ResolveArgs) -> Result<ExitCode> {
+    let store = globals.open_store()?;
+    let record = store.find_artifact(&args.id)?;
+    let view = ensure_view(globals, &store)?;
+    println!("{}", build::view_path(&view, &record.id).display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn build_log(globals: &Globals, args: &ResolveArgs) -> Result<ExitCode> {
+    let store = globals.open_store()?;
+    let record = store.find_artifact(&args.id)?;
+    match build::build_log(&store, &record)? {
+        Some(log) => {
+            std::io::Write::write_all(&mut std::io::stdout(), &log)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => bail!(
+            "{} was not built by hdist (it was added with `store add`); it has no build log",
+            record.id
+        ),
+    }
+}

@@ -1,0 +1,741 @@
+//! Unpacking a cached source into a directory, verified and confined.
+//!
+//! ```text
+//! <parent of DIR>/
+//! ├── .hdist-unpack-XXXXXX/     staging (same file system as DIR, so moves are renames)
+//! │   └── root/                 the archive, extracted in its own coordinates
+//! │       └── hello-2.10/       a single top-level directory: its content is what moves
+//! └── DIR/                      receives the entries only after everything succeeded
+//! ```
+//!
+//! Extraction never follows a link: every parent directory of a member is checked to be a real
+//! directory created by this extraction, files are created with `O_EXCL`, and hard links must
+//! point at a regular file extracted earlier. Anything that would land outside the staging
+//! root is refused with [`SourceError::Security`] naming the member.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::record::{source_record, SourceContent};
+use super::{files, ArchiveFormat, SourceError, SourceKey};
+use crate::blob::BlobService;
+use crate::tree;
+use crate::Store;
+
+/// See [`super::unpack_source`].
+pub(crate) fn unpack(store: &Store, key: &SourceKey, dest: &Path) -> Result<(), SourceError> {
+    let dest_exists = check_destination(dest)?;
+    let record = source_record(store, key)?.ok_or(SourceError::NotFound { key: *key })?;
+    let blobs = store.blobs().as_ref();
+    let staging = staging_dir(dest)?;
+    let root = staging.path().join("root");
+    let content = match (key, record.content) {
+        (SourceKey::Archive { format, digest }, SourceContent::Blob(blob)) => {
+            if blob.short() != *digest {
+                return Err(SourceError::ContentMismatch {
+                    key: *key,
+                    reason: format!("its document names blob {blob}"),
+                });
+            }
+            // `open` hands out the content only after hashing it against the blob digest,
+            // so a corrupt object fails here, before anything is extracted.
+            let file = blobs.open(&blob)?;
+            extract_archive(*format, file, key, &root)?;
+            single_top_dir(&root)?
+        }
+        (SourceKey::Files { digest }, SourceContent::Tree(tree_digest)) => {
+            match files::tree_pack_digest(blobs, &tree_digest)? {
+                Ok(actual) if actual == *digest => {}
+                Ok(actual) => {
+                    return Err(SourceError::ContentMismatch {
+                        key: *key,
+                        reason: format!("its files hash to files:{actual}"),
+                    })
+                }
+                Err(reason) => return Err(SourceError::ContentMismatch { key: *key, reason }),
+            }
+            tree::export_tree(blobs, &tree_digest, &root)?;
+            root
+        }
+        (SourceKey::Git { .. }, SourceContent::Tree(tree_digest)) => {
+            tree::export_tree(blobs, &tree_digest, &root)?;
+            root
+        }
+        (_, content) => {
+            return Err(SourceError::ContentMismatch {
+                key: *key,
+                reason: format!(
+                    "its document names a {}",
+                    match content {
+                        SourceContent::Blob(_) => "blob",
+                        SourceContent::Tree(_) => "tree",
+                    }
+                ),
+            })
+        }
+    };
+    place(&content, dest, dest_exists)
+}
+
+/// Refuses a destination that is anything but absent or an empty directory; returns whether
+/// it exists.
+pub(crate) fn check_destination(dest: &Path) -> Result<bool, SourceError> {
+    let not_empty = || SourceError::DestinationExists {
+        path: dest.to_path_buf(),
+    };
+    match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(SourceError::io("stat", dest)(e)),
+        Ok(_) => match fs::read_dir(dest).map(|mut entries| entries.next().is_none()) {
+            Ok(true) => Ok(true),
+            _ => Err(not_empty()),
+        },
+    }
+}
+
+/// A private directory beside `dest` (whose missing parents are created, as Hashdist did),
+/// removed when dropped.
+pub(crate) fn staging_dir(dest: &Path) -> Result<tempfile::TempDir, SourceError> {
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(SourceError::io("create directory", &parent))?;
+    tempfile::Builder::new()
+        .prefix(".hdist-unpack-")
+        .tempdir_in(&parent)
+        .map_err(SourceError::io("create a staging directory in", &parent))
+}
+
+/// Extracts an archive into `root` (which must not exist).
+pub(crate) fn extract_archive(
+    format: ArchiveFormat,
+    file: File,
+    key: &SourceKey,
+    root: &Path,
+) -> Result<(), SourceError> {
+    fs::create_dir(root).map_err(SourceError::io("create directory", root))?;
+    fs::set_permissions(root, Permissions::from_mode(0o755)).map_err(SourceError::io("chmod", root))?;
+    let mut x = Extractor {
+        key: *key,
+        root: root.to_path_buf(),
+        dirs: Vec::new(),
+    };
+    let reader = BufReader::with_capacity(1 << 20, file);
+    match format {
+        ArchiveFormat::TarGz => extract_tar(flate2::read::MultiGzDecoder::new(reader), &mut x)?,
+        ArchiveFormat::TarBz2 => extract_tar(bzip2::read::MultiBzDecoder::new(reader), &mut x)?,
+        ArchiveFormat::TarXz => extract_tar(xz2::read::XzDecoder::new_multi_decoder(reader), &mut x)?,
+        ArchiveFormat::Zip => extract_zip(reader, &mut x)?,
+    }
+    x.finish()
+}
+
+/// If `root` holds exactly one entry and it is a directory, that directory (Hashdist strips
+/// the single top-level directory of an archive); otherwise `root`.
+pub(crate) fn single_top_dir(root: &Path) -> Result<PathBuf, SourceError> {
+    let mut entries = fs::read_dir(root).map_err(SourceError::io("read directory", root))?;
+    let first = match entries.next() {
+        Some(entry) => entry.map_err(SourceError::io("read directory", root))?,
+        None => return Ok(root.to_path_buf()),
+    };
+    if entries.next().is_some() {
+        return Ok(root.to_path_buf());
+    }
+    let path = first.path();
+    let meta = fs::symlink_metadata(&path).map_err(SourceError::io("stat", &path))?;
+    Ok(if meta.is_dir() { path } else { root.to_path_buf() })
+}
+
+/// Moves the finished `content` to `dest`: a rename if `dest` does not exist, else a rename of
+/// each entry into it (undone if one fails, so `dest` is left empty).
+pub(crate) fn place(content: &Path, dest: &Path, dest_exists: bool) -> Result<(), SourceError> {
+    if !dest_exists {
+        return fs::rename(content, dest).map_err(SourceError::io("rename into place", dest));
+    }
+    let entries: Vec<_> = fs::read_dir(content)
+        .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
+        .map_err(SourceError::io("read directory", content))?;
+    let mut moved: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let from = entry.path();
+        let to = dest.join(entry.file_name());
+        if let Err(e) = fs::rename(&from, &to) {
+            for (from, to) in moved.iter().rev() {
+                let _ = fs::rename(to, from);
+            }
+            return Err(SourceError::io("move into", dest)(e));
+        }
+        moved.push((from, to));
+    }
+    Ok(())
+}
+
+fn extract_tar(reader: impl Read, x: &mut Extractor) -> Result<(), SourceError> {
+    let mut archive = tar::Archive::new(reader);
+    let read_error = |key: SourceKey| {
+        move |e: io::Error| SourceError::ArchiveRead {
+            key,
+            source: e.into(),
+        }
+    };
+    let entries = archive.entries().map_err(read_error(x.key))?;
+    for entry in entries {
+        let mut entry = entry.map_err(read_error(x.key))?;
+        let raw = entry.path_bytes().into_owned();
+        let member = display(&raw);
+        let header = entry.header();
+        let mode = header.mode().ok();
+        let mtime = header
+            .mtime()
+            .ok()
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
+        let kind = header.entry_type();
+        let comps = components(&member, &raw)?;
+        use tar::EntryType as T;
+        match kind {
+            T::Directory => x.dir(&member, &comps, mode, mtime)?,
+            // Old (v7) archives mark directories only by a trailing slash.
+            T::Regular if raw.ends_with(b"/") => x.dir(&member, &comps, mode, mtime)?,
+            T::Regular | T::Continuous | T::GNUSparse => x.file(&member, &comps, mode, mtime, &mut entry)?,
+            T::Symlink => {
+                let target = link_target(&entry, x.key, &member)?;
+                x.symlink(&member, &comps, &target)?
+            }
+            T::Link => {
+                let target = link_target(&entry, x.key, &member)?;
+                x.hardlink(&member, &comps, &target)?
+            }
+            // Metadata for the whole archive (e.g. the commit id `git archive` writes).
+            T::XGlobalHeader => {}
+            other => log::warn!(
+                "{}: skipping member {member:?}: a {other:?} entry has no place in a source tree",
+                x.key
+            ),
+        }
+    }
+    Ok(())
+}
+
+fn link_target(
+    entry: &tar::Entry<'_, impl Read>,
+    key: SourceKey,
+    member: &str,
+) -> Result<Vec<u8>, SourceError> {
+    match entry.link_name_bytes() {
+        Some(target) if !target.is_empty() => Ok(target.into_owned()),
+        _ => Err(SourceError::BadMember {
+            key,
+            member: member.to_string(),
+            reason: "is a link without a target".to_string(),
+        }),
+    }
+}
+
+fn extract_zip<R: Read + io::Seek>(reader: R, x: &mut Extractor) -> Result<(), SourceError> {
+    let key = x.key;
+    let zip_error = |e: zip::result::ZipError| SourceError::ArchiveRead {
+        key,
+        source: e.into(),
+    };
+    let mut zip = zip::ZipArchive::new(reader).map_err(zip_error)?;
+    for index in 0..zip.len() {
+        let mut entry = zip.by_index(index).map_err(zip_error)?;
+        let raw = entry.name_raw().to_vec();
+        let member = display(&raw);
+        let comps = components(&member, &raw)?;
+        let unix_mode = entry.unix_mode();
+        let mtime = entry
+            .last_modified()
+            .and_then(|t| dos_time_to_system(t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second()));
+        if entry.is_dir() {
+            x.dir(&member, &comps, unix_mode, mtime)?;
+        } else if unix_mode.is_some_and(|m| m & 0o170000 == 0o120000) {
+            let mut target = Vec::new();
+            (&mut entry)
+                .take(64 << 10)
+                .read_to_end(&mut target)
+                .map_err(|e| SourceError::ArchiveRead {
+                    key,
+                    source: e.into(),
+                })?;
+            if target.is_empty() {
+                return Err(SourceError::BadMember {
+                    key,
+                    member,
+                    reason: "is a link without a target".to_string(),
+                });
+            }
+            x.symlink(&member, &comps, &target)?;
+        } else {
+            x.file(&member, &comps, unix_mode, mtime, &mut entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// Zip stores local time without a zone; it is taken as UTC (builds only compare times).
+fn dos_time_to_system(year: u16, month: u8, day: u8, hour: u8, minute: u8, second: u8) -> Option<SystemTime> {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let (y, m, d) = (i64::from(year), i64::from(month), i64::from(day));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second);
+    u64::try_from(secs)
+        .ok()
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+}
+
+fn display(raw: &[u8]) -> String {
+    String::from_utf8_lossy(raw).into_owned()
+}
+
+/// The components of a member path, or a security error if it is absolute or climbs out.
+fn components(member: &str, raw: &[u8]) -> Result<Vec<Vec<u8>>, SourceError> {
+    let refuse = |reason: &str| SourceError::Security {
+        member: member.to_string(),
+        reason: reason.to_string(),
+    };
+    if raw.starts_with(b"/") {
+        return Err(refuse("it is an absolute path"));
+    }
+    let mut out = Vec::new();
+    for component in raw.split(|b| *b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => return Err(refuse("it has a '..' component")),
+            c => out.push(c.to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+fn join(comps: &[Vec<u8>]) -> String {
+    display(&comps.join(&b'/'))
+}
+
+/// Writes members below a private root, never through a link.
+struct Extractor {
+    key: SourceKey,
+    root: PathBuf,
+    /// Directories with their archive mode and time, applied at the end (a read-only
+    /// directory could not be filled, and filling one changes its time).
+    dirs: Vec<(PathBuf, Option<u32>, Option<SystemTime>)>,
+}
+
+impl Extractor {
+    fn bad(&self, member: &str, reason: String) -> SourceError {
+        SourceError::BadMember {
+            key: self.key,
+            member: member.to_string(),
+            reason,
+        }
+    }
+
+    /// The directory `comps` below the root, each component checked to be a real directory
+    /// (created if missing and `create`).
+    fn walk_dirs(&self, member: &str, comps: &[Vec<u8>], create: bool) -> Result<PathBuf, SourceError> {
+        let mut path = self.root.clone();
+        for (i, component) in comps.iter().enumerate() {
+            path.push(OsStr::from_bytes(component));
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(SourceError::Security {
+                        member: member.to_string(),
+                        reason: format!("its path goes through the symlink {:?}", join(&comps[..=i])),
+                    })
+                }
+                Ok(_) => {
+                    return Err(self.bad(
+                        member,
+                        format!(
+                            "has a path through {:?}, which is not a directory",
+                            join(&comps[..=i])
+                        ),
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    fs::create_dir(&path).map_err(SourceError::io("create directory", &path))?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(self.bad(
+                        member,
+                        format!("refers to {:?}, which is not in the archive", join(comps)),
+                    ))
+                }
+                Err(e) => return Err(SourceError::io("stat", &path)(e)),
+            }
+        }
+        Ok(path)
+    }
+
+    /// The path for a new non-directory member, with its parents created and any earlier
+    /// member of the same name removed (a later member replaces an earlier one, as with tar).
+    fn slot(&self, member: &str, comps: &[Vec<u8>]) -> Result<PathBuf, SourceError> {
+        let Some((last, parents)) = comps.split_last() else {
+            return Err(self.bad(member, "has an empty name".to_string()));
+        };
+        let path = self
+            .walk_dirs(member, parents, true)?
+            .join(OsStr::from_bytes(last));
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(path),
+            Err(e) => Err(SourceError::io("stat", &path)(e)),
+            Ok(meta) if meta.is_dir() => Err(self.bad(member, "would replace a directory".to_string())),
+            Ok(_) => {
+                fs::remove_file(&path).map_err(SourceError::io("replace", &path))?;
+                Ok(path)
+            }
+        }
+    }
+
+    fn dir(
+        &mut self,
+        member: &str,
+        comps: &[Vec<u8>],
+        mode: Option<u32>,
+        mtime: Option<SystemTime>,
+    ) -> Result<(), SourceError> {
+        let path = self.walk_dirs(member, comps, true)?;
+        self.dirs.push((path, mode, mtime));
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        member: &str,
+        comps: &[Vec<u8>],
+        mode: Option<u32>,
+        mtime: Option<SystemTime>,
+        content: &mut dyn Read,
+    ) -> Result<(), SourceError> {
+        let path = self.slot(member, comps)?;
+        // O_EXCL: never opens an existing file, nor follows a symlink someone left there.
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(SourceError::io("create", &path))?;
+        // Copied by hand to tell a broken archive (a read error) from a full disk.
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = match content.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(SourceError::ArchiveRead {
+                        key: self.key,
+                        source: e.into(),
+                    })
+                }
+            };
+            out.write_all(&buf[..n])
+                .map_err(SourceError::io("write", &path))?;
+        }
+        // Group and other never get write access; the owner always may read and write (builds
+        // patch sources).
+        let mode = (mode.unwrap_or(0o644) & 0o755) | 0o600;
+        out.set_permissions(Permissions::from_mode(mode))
+            .map_err(SourceError::io("chmod", &path))?;
+        // Archive times matter: make decides from them whether generated files (configure)
+        // are up to date.
+        if let Some(mtime) = mtime {
+            out.set_modified(mtime)
+                .map_err(SourceError::io("set the time of", &path))?;
+        }
+        Ok(())
+    }
+
+    fn symlink(&mut self, member: &str, comps: &[Vec<u8>], target: &[u8]) -> Result<(), SourceError> {
+        // The target is stored as-is and never followed here; members below it are refused
+        // by `walk_dirs`.
+        let path = self.slot(member, comps)?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(target), &path)
+            .map_err(SourceError::io("create symlink", &path))
+    }
+
+    fn hardlink(&mut self, member: &str, comps: &[Vec<u8>], target: &[u8]) -> Result<(), SourceError> {
+        let target_display = display(target);
+        let target_comps = components(member, target).map_err(|_| SourceError::Security {
+            member: member.to_string(),
+            reason: format!("it is a hard link to {target_display:?}, outside the destination"),
+        })?;
+        let Some((last, parents)) = target_comps.split_last() else {
+            return Err(self.bad(member, "is a hard link without a target".to_string()));
+        };
+        let target_path = self
+            .walk_dirs(member, parents, false)?
+            .join(OsStr::from_bytes(last));
+        match fs::symlink_metadata(&target_path) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(SourceError::Security {
+                    member: member.to_string(),
+                    reason: format!("it is a hard link to the symlink {target_display:?}"),
+                })
+            }
+            _ => {
+                return Err(self.bad(
+                    member,
+                    format!("is a hard link to {target_display:?}, which is not a file extracted before it"),
+                ))
+            }
+        }
+        if target_comps == comps {
+            return Ok(());
+        }
+        let path = self.slot(member, comps)?;
+        fs::hard_link(&target_path, &path).map_err(SourceError::io("create hard link", &path))
+    }
+
+    /// Applies directory modes and times, deepest first.
+    fn finish(self) -> Result<(), SourceError> {
+        for (path, mode, mtime) in self.dirs.iter().rev() {
+            let mode = (mode.unwrap_or(0o755) & 0o755) | 0o700;
+            fs::set_permissions(path, Permissions::from_mode(mode))
+                .map_err(SourceError::io("chmod", path))?;
+            if let Some(mtime) = mtime {
+                File::open(path)
+                    .and_then(|dir| dir.set_modified(*mtime))
+                    .map_err(SourceError::io("set the time of", path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::Digest;
+
+    fn key() -> SourceKey {
+        SourceKey::Archive {
+            format: ArchiveFormat::TarGz,
+            digest: Digest::of(b"test").short(),
+        }
+    }
+
+    /// A tar header whose name and link name are written raw (the tar crate's setters refuse
+    /// `..` and absolute paths, which is what these tests need).
+    fn raw_header(name: &[u8], kind: tar::EntryType, size: u64, link: &[u8]) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        header.set_entry_type(kind);
+        header.set_size(size);
+        header.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        header.set_mtime(1_000_000_000);
+        header.set_cksum();
+        header
+    }
+
+    fn tar_gz(members: &[(&[u8], tar::EntryType, &[u8], &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, kind, content, link) in members {
+            let header = raw_header(name, *kind, content.len() as u64, link);
+            builder.append(&header, *content).unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn extract(bytes: &[u8], format: ArchiveFormat) -> (tempfile::TempDir, Result<PathBuf, SourceError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("archive");
+        fs::write(&archive, bytes).unwrap();
+        let root = dir.path().join("root");
+        let result = extract_archive(format, File::open(&archive).unwrap(), &key(), &root)
+            .and_then(|()| single_top_dir(&root));
+        (dir, result)
+    }
+
+    use tar::EntryType as T;
+
+    #[test]
+    fn extracts_and_strips_single_top_dir() {
+        let bytes = tar_gz(&[
+            (b"pkg-1.0/", T::Directory, b"", b""),
+            (b"pkg-1.0/configure", T::Regular, b"#!/bin/sh\n", b""),
+            (b"pkg-1.0/src/main.c", T::Regular, b"int main;", b""),
+            (b"pkg-1.0/link", T::Symlink, b"", b"configure"),
+            (b"pkg-1.0/hard", T::Link, b"", b"pkg-1.0/configure"),
+        ]);
+        let (_dir, result) = extract(&bytes, ArchiveFormat::TarGz);
+        let top = result.unwrap();
+        assert!(top.ends_with("root/pkg-1.0"), "{}", top.display());
+        assert_eq!(fs::read(top.join("src/main.c")).unwrap(), b"int main;");
+        assert_eq!(fs::read_link(top.join("link")).unwrap(), Path::new("configure"));
+        assert_eq!(fs::read(top.join("hard")).unwrap(), b"#!/bin/sh\n");
+        let mtime = fs::metadata(top.join("configure")).unwrap().modified().unwrap();
+        assert_eq!(mtime, UNIX_EPOCH + Duration::from_secs(1_000_000_000));
+    }
+
+    #[test]
+    fn several_top_entries_are_not_stripped() {
+        let bytes = tar_gz(&[(b"./a/x", T::Regular, b"1", b""), (b"./b", T::Regular, b"2", b"")]);
+        let (_dir, result) = extract(&bytes, ArchiveFormat::TarGz);
+        let top = result.unwrap();
+        assert!(top.ends_with("root"));
+        assert_eq!(fs::read(top.join("a/x")).unwrap(), b"1");
+        // A single top-level *file* is not a directory to strip either.
+        let bytes = tar_gz(&[(b"README", T::Regular, b"r", b"")]);
+        let (_dir, result) = extract(&bytes, ArchiveFormat::TarGz);
+        assert!(result.unwrap().ends_with("root"));
+    }
+
+    fn refused(members: &[(&[u8], tar::EntryType, &[u8], &[u8])], member: &str) {
+        let (dir, result) = extract(&tar_gz(members), ArchiveFormat::TarGz);
+        match result {
+            Err(SourceError::Security { member: m, .. }) => assert_eq!(m, member),
+            other => panic!("expected a security error for {member}, got {other:?}"),
+        }
+        // Nothing escaped next to the staging root.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn refuses_escaping_members() {
+        refused(&[(b"../evil", T::Regular, b"x", b"")], "../evil");
+        refused(&[(b"a/../../evil", T::Regular, b"x", b"")], "a/../../evil");
+        refused(&[(b"/abs/evil", T::Regular, b"x", b"")], "/abs/evil");
+        refused(
+            &[
+                (b"link", T::Symlink, b"", b".."),
+                (b"link/evil", T::Regular, b"x", b""),
+            ],
+            "link/evil",
+        );
+        refused(
+            &[
+                (b"d/link", T::Symlink, b"", b"/tmp"),
+                (b"d/link/x/evil", T::Directory, b"", b""),
+            ],
+            "d/link/x/evil",
+        );
+        refused(&[(b"hl", T::Link, b"", b"../outside")], "hl");
+        refused(&[(b"hl", T::Link, b"", b"/etc/passwd")], "hl");
+        refused(
+            &[
+                (b"s", T::Symlink, b"", b"/etc/passwd"),
+                (b"hl", T::Link, b"", b"s"),
+            ],
+            "hl",
+        );
+    }
+
+    #[test]
+    fn a_file_replacing_a_symlink_does_not_follow_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"safe").unwrap();
+        let target = victim.as_os_str().as_bytes().to_vec();
+        let bytes = tar_gz(&[
+            (b"x", T::Symlink, b"", &target),
+            (b"x", T::Regular, b"overwritten?", b""),
+        ]);
+        let (_d, result) = extract(&bytes, ArchiveFormat::TarGz);
+        let root = result.unwrap();
+        assert_eq!(fs::read(root.join("x")).unwrap(), b"overwritten?");
+        assert_eq!(fs::read(&victim).unwrap(), b"safe");
+    }
+
+    #[test]
+    fn corrupt_archives_are_read_errors() {
+        let mut bytes = tar_gz(&[(b"a", T::Regular, &[7u8; 4096], b"")]);
+        let n = bytes.len();
+        bytes.truncate(n - 20);
+        let (_d, result) = extract(&bytes, ArchiveFormat::TarGz);
+        assert!(
+            matches!(result, Err(SourceError::ArchiveRead { .. })),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn zip_archives() {
+        use zip::write::SimpleFileOptions;
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = SimpleFileOptions::default().unix_permissions(0o755);
+        zip.add_directory("top/", options).unwrap();
+        zip.start_file("top/run.sh", options).unwrap();
+        zip.write_all(b"#!/bin/sh\n").unwrap();
+        zip.add_symlink("top/alias", "run.sh", options).unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        let (_d, result) = extract(&bytes, ArchiveFormat::Zip);
+        let top = result.unwrap();
+        assert!(top.ends_with("root/top"));
+        assert_eq!(fs::read(top.join("run.sh")).unwrap(), b"#!/bin/sh\n");
+        let mode = fs::metadata(top.join("run.sh")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(fs::read_link(top.join("alias")).unwrap(), Path::new("run.sh"));
+
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        zip.start_file("../evil", SimpleFileOptions::default()).unwrap();
+        zip.write_all(b"x").unwrap();
+        let bytes = zip.finish().unwrap().into_inner();
+        let (_d, result) = extract(&bytes, ArchiveFormat::Zip);
+        assert!(
+            matches!(&result, Err(SourceError::Security { member, .. }) if member == "../evil"),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn dos_times() {
+        assert_eq!(
+            dos_time_to_system(1980, 1, 1, 0, 0, 0),
+            Some(UNIX_EPOCH + Duration::from_secs(315_532_800))
+        );
+        assert_eq!(
+            dos_time_to_system(2024, 2, 29, 12, 30, 10),
+            Some(UNIX_EPOCH + Duration::from_secs(1_709_209_810))
+        );
+        assert_eq!(dos_time_to_system(2024, 13, 1, 0, 0, 0), None);
+    }
+
+    #[test]
+    fn place_into_existing_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("content");
+        fs::create_dir_all(content.join("sub")).unwrap();
+        fs::write(content.join("f"), b"1").unwrap();
+        let dest = dir.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        assert!(check_destination(&dest).unwrap());
+        place(&content, &dest, true).unwrap();
+        assert_eq!(fs::read(dest.join("f")).unwrap(), b"1");
+        assert!(dest.join("sub").is_dir());
+        assert!(matches!(
+            check_destination(&dest),
+            Err(SourceError::DestinationExists { .. })
+        ));
+        assert!(!check_destination(&dir.path().join("new")).unwrap());
+    }
+}
