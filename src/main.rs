@@ -8,7 +8,9 @@ mod config;
 mod mount_cmd;
 mod profile_cmd;
 mod progress;
+mod remote_cmd;
 mod source_cmd;
+mod stack_cmd;
 mod store_cmd;
 
 use std::path::PathBuf;
@@ -66,6 +68,15 @@ enum Command {
     Resolve(build_cmd::ResolveArgs),
     /// Print the build log of an artifact.
     BuildLog(build_cmd::ResolveArgs),
+    /// Publish the store as static files for HTTP servers (signed manifest).
+    Publish(remote_cmd::PublishArgs),
+    /// Manage the publishing key.
+    #[command(subcommand)]
+    Key(remote_cmd::KeyCommand),
+    /// Build what a stack file needs and switch its profile to the result.
+    Up(stack_cmd::UpArgs),
+    /// Show which packages of a stack file are built.
+    Status(stack_cmd::StatusArgs),
     /// List active hdist mounts.
     Mounts {
         #[arg(long)]
@@ -126,6 +137,10 @@ fn main() -> ExitCode {
         Command::Build(args) => build_cmd::build(&globals, &args),
         Command::Resolve(args) => build_cmd::resolve(&globals, &args),
         Command::BuildLog(args) => build_cmd::build_log(&globals, &args),
+        Command::Publish(args) => remote_cmd::publish(&globals, &args),
+        Command::Key(cmd) => remote_cmd::key(&globals, &cmd),
+        Command::Up(args) => stack_cmd::up(&globals, &args),
+        Command::Status(args) => stack_cmd::status(&globals, &args),
         Command::Fetch(args) => source_cmd::fetch(&globals, &args),
         Command::Unpack(args) => source_cmd::unpack(&globals, &args),
     };

@@ -1,0 +1,1 @@
+//! Remote stores (being written).

@@ -1,0 +1,1 @@
+//! Stack files (being written).
