@@ -23,6 +23,36 @@ use crate::blob::BlobService;
 use crate::hash::{hash_document, Digest, ShortDigest};
 use crate::store::{Store, StoreError};
 
+/// What a profile rule does with the paths it selects (Hashdist's links DSL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleAction {
+    /// Include the paths (re-rooted by `prefix`/`target`).
+    Link,
+    /// Like `link`; in a FUSE view there is no difference, `profile export --link copy` copies.
+    Copy,
+    /// Hide the paths.
+    Exclude,
+}
+
+/// One rule: paths of the artifact matching `select` (an ant glob relative to the artifact
+/// root: `*` within a component, `**` across directories) get `action`; for link/copy the
+/// path with `prefix` removed is placed under `target`. The first matching rule decides;
+/// paths no rule matches are included unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRule {
+    /// What to do.
+    pub action: RuleAction,
+    /// Ant glob over paths relative to the artifact root.
+    pub select: String,
+    /// Leading directories to strip (default: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Directory (relative to the profile root) to place the paths under (default: root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
 /// One artifact of a profile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProfileArtifact {
@@ -30,6 +60,9 @@ pub struct ProfileArtifact {
     pub id: ArtifactId,
     /// Its root tree (so the view needs no further lookup).
     pub root: Digest,
+    /// Rules applied to this artifact in the profile view (none: everything as-is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<LinkRule>,
 }
 
 /// The content of one profile generation.
@@ -37,6 +70,10 @@ pub struct ProfileArtifact {
 pub struct ProfileDoc {
     /// Artifacts in priority order.
     pub artifacts: Vec<ProfileArtifact>,
+    /// Profile environment variables (`PYTHONPATH`, `MANPATH`, …); `$PROFILE` in a value
+    /// stands for the profile's mount point.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 impl ProfileDoc {
@@ -78,9 +115,20 @@ impl Store {
             entries.push(ProfileArtifact {
                 id: record.id,
                 root: record.root,
+                rules: Vec::new(),
             });
         }
-        let doc = ProfileDoc { artifacts: entries };
+        let doc = ProfileDoc {
+            artifacts: entries,
+            env: Default::default(),
+        };
+        self.create_profile_doc(name, &doc)
+    }
+
+    /// Records `doc` as the next generation of `name` and makes it current. Artifacts must
+    /// exist in the store.
+    pub fn create_profile_doc(&self, name: &str, doc: &ProfileDoc) -> Result<Generation, StoreError> {
+        check_name(name)?;
         let batch = self.blobs().batch();
         let outcome = batch.put_bytes(&doc.to_bytes())?;
         batch.commit()?;
