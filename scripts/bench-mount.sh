@@ -31,7 +31,9 @@
 #   BENCH_OUT=dir       scratch dir (default: mktemp -d); must be new or empty; removed
 #                       at exit unless KEEP=1
 #   KEEP=1              keep $BENCH_OUT (everything is still unmounted at exit)
-#   BENCH_RUNS=n        hyperfine runs per command (20), BENCH_WARMUP=n warmup runs (3)
+#   BENCH_RUNS=n        hyperfine runs per command (20), split over BENCH_ROUNDS=n rounds
+#                       (4) that each go through all variants; BENCH_WARMUP=n warmup
+#                       runs per round (3)
 #   BENCH_DD_RUNS=n     dd runs per variant (5); BENCH_BIG_MB=n size of the big file (1024)
 #   BENCH_MOUNTS=n      mounts per profile for (e) (5)
 #   BENCH_USER=name     unprivileged user (hdistbench; created with useradd if missing)
@@ -46,6 +48,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 RUNS="${BENCH_RUNS:-20}"
+ROUNDS="${BENCH_ROUNDS:-4}"
 WARMUP="${BENCH_WARMUP:-3}"
 DD_RUNS="${BENCH_DD_RUNS:-5}"
 BIG_MB="${BENCH_BIG_MB:-1024}"
@@ -63,9 +66,10 @@ declare -A LABEL=(
     [bindfs]="bindfs"
 )
 
-for v in RUNS WARMUP DD_RUNS BIG_MB MOUNT_RUNS; do
+for v in RUNS ROUNDS WARMUP DD_RUNS BIG_MB MOUNT_RUNS; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
+ROUND_RUNS=$(((RUNS + ROUNDS - 1) / ROUNDS))
 [[ "$(id -u)" -eq 0 ]] || die "run as root (mounts as root and as $BUSER, installs packages)"
 [[ -c /dev/fuse ]] || die "/dev/fuse is missing"
 
@@ -353,17 +357,20 @@ done
 
 # ----------------------------------------------------------------- measure
 
-# hf KEY WHO noshell|shell CMD : hyperfine mean in ms -> R[KEY]
+# hf KEY WHO noshell|shell CMD : one hyperfine round; appends its mean (ms) to RL[KEY]
+declare -A RL=() HF_FAILED=()
 hf() {
     local key="$1" who="$2" mode="$3" cmd="$4" csv="$BENCH_OUT/hf/${1//\//-}.csv"
-    local opts=(--warmup "$WARMUP" --runs "$RUNS" --style basic --export-csv "$csv")
+    local opts=(--warmup "$WARMUP" --runs "$ROUND_RUNS" --style basic --export-csv "$csv")
+    [[ -z "${HF_FAILED[$key]:-}" ]] || return 0
     [[ "$mode" == noshell ]] && opts+=(-N)
     rm -f "$csv"
-    log "hyperfine [$key]: $cmd"
+    log "hyperfine [$key] round $round/$ROUNDS: $cmd"
     if run_as "$who" hyperfine "${opts[@]}" "$cmd" >&2 && [[ -s "$csv" ]]; then
-        R[$key]="$(awk -F, 'NR == 2 { printf "%.3f", $(NF - 6) * 1000 }' "$csv")"
+        RL[$key]="${RL[$key]:-} $(awk -F, 'NR == 2 { printf "%.4f", $(NF - 6) * 1000 }' "$csv")"
     else
         log "[$key] failed"
+        HF_FAILED[$key]=1
         FAILS+=("$key")
     fi
 }
@@ -377,14 +384,19 @@ median() {
 
 LOAD_START="$(uptime)"
 
-for v in "${VARIANTS[@]}"; do
-    hf "a/$v" "${WHO[$v]}" noshell "${DIR[$v]}/bin/python3 -c '$IMPORTS'"
+# (a)-(c) run in rounds, each round going through every variant, so that load from
+# other processes drifting over time hits all variants alike; every round has the same
+# number of runs, so the mean of the round means is the mean of all runs.
+for ((round = 1; round <= ROUNDS; round++)); do
+    for v in "${VARIANTS[@]}"; do
+        hf "a/$v" "${WHO[$v]}" noshell "${DIR[$v]}/bin/python3 -c '$IMPORTS'"
+        hf "b/$v" "${WHO[$v]}" noshell "find ${DIR[$v]} -printf '%s\n'"
+        hf "c/$v" "${WHO[$v]}" shell "tar -cf - ${DIR[$v]} | cat > /dev/null"
+    done
 done
-for v in "${VARIANTS[@]}"; do
-    hf "b/$v" "${WHO[$v]}" noshell "find ${DIR[$v]} -printf '%s\n'"
-done
-for v in "${VARIANTS[@]}"; do
-    hf "c/$v" "${WHO[$v]}" shell "tar -cf - ${DIR[$v]} | cat > /dev/null"
+for key in "${!RL[@]}"; do
+    [[ -n "${HF_FAILED[$key]:-}" ]] ||
+        R[$key]="$(tr ' ' '\n' <<<"${RL[$key]}" | awk 'NF { s += $1; n++ } END { printf "%.3f", s / n }')"
 done
 
 # (d) dd throughput, GB/s (1e9 bytes/s), median of DD_RUNS
@@ -528,7 +540,7 @@ echo
 echo "Mount benchmark: $(uname -r), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1e6 }' /proc/meminfo) RAM"
 echo "load at start: ${LOAD_START#*load average: } (1/5/15 min); at end: ${LOAD_END#*load average: }"
 echo "tree: Debian CPython 3.11 (corpus/cpython/usr + unchecked-hash .pyc), $(find "$NATIVE" | wc -l) entries, $(du -sh "$NATIVE" | cut -f1)"
-echo "hyperfine: $WARMUP warmup + $RUNS runs, mean; dd: 1 warm-up + median of $DD_RUNS runs; mount: median of $MOUNT_RUNS"
+echo "hyperfine: mean of $((ROUNDS * ROUND_RUNS)) runs in $ROUNDS interleaved rounds ($WARMUP warmup each); dd: 1 warm-up + median of $DD_RUNS runs; mount: median of $MOUNT_RUNS"
 echo "page cache of files >= 1 MiB dropped before the first (warm-up) read, so readahead fills it alike for all"
 echo
 echo "| measurement | ${LABEL[native]} | ${LABEL[hdist]} | ${LABEL[hdistu]} | ${LABEL[squash]} | ${LABEL[bindfs]} |"

@@ -12,8 +12,9 @@ set -euo pipefail
 
 # fuse3: fusermount3 for the FUSE profile tests; squashfs-tools:
 # peers used by tests; build-essential, pkg-config: builds from source;
-# util-linux (setpriv), passwd (useradd): tests that run as an unprivileged user.
-need_pkgs fuse3 squashfs-tools build-essential pkg-config util-linux passwd
+# util-linux (setpriv), passwd (useradd): tests that run as an unprivileged user;
+# nginx-light, zstd: the cluster tests (a real HTTP server, forged objects); git: git sources.
+need_pkgs fuse3 squashfs-tools build-essential pkg-config util-linux passwd nginx-light zstd git strace
 
 "$ROOT/scripts/fetch-corpus.sh" cpython debsrc
 export HDIST_CORPUS="$CACHE_DIR/corpus"

@@ -12,6 +12,7 @@ mod remote_cmd;
 mod source_cmd;
 mod stack_cmd;
 mod store_cmd;
+mod use_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,11 +78,28 @@ enum Command {
     Up(stack_cmd::UpArgs),
     /// Show which packages of a stack file are built.
     Status(stack_cmd::StatusArgs),
+    /// Print the shell exports (PATH, MANPATH, …) for a mounted profile.
+    Env(use_cmd::EnvArgs),
+    /// Run a shell (or a command after --) with a profile mounted and on PATH.
+    Shell(use_cmd::ShellArgs),
+    /// Print an Lmod (Lua) modulefile for a mounted profile.
+    Module(use_cmd::ModuleArgs),
+    /// Record which files a workload touches (shipped by `hdist publish` as a prefetch list).
+    #[command(subcommand)]
+    Trace(TraceCommand),
+    /// Delete what no profile, kept generation, kept source or live mount needs.
+    Gc(store_cmd::GcArgs),
     /// List active hdist mounts.
     Mounts {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TraceCommand {
+    /// Run a command against a mounted profile and record the files it opens.
+    Record(remote_cmd::TraceArgs),
 }
 
 /// Global options every command sees.
@@ -141,6 +159,11 @@ fn main() -> ExitCode {
         Command::Key(cmd) => remote_cmd::key(&globals, &cmd),
         Command::Up(args) => stack_cmd::up(&globals, &args),
         Command::Status(args) => stack_cmd::status(&globals, &args),
+        Command::Env(args) => use_cmd::env(&globals, &args),
+        Command::Shell(args) => use_cmd::shell(&globals, &args),
+        Command::Module(args) => use_cmd::module(&globals, &args),
+        Command::Trace(TraceCommand::Record(args)) => remote_cmd::trace(&globals, &args),
+        Command::Gc(args) => store_cmd::gc(&globals, &args),
         Command::Fetch(args) => source_cmd::fetch(&globals, &args),
         Command::Unpack(args) => source_cmd::unpack(&globals, &args),
     };

@@ -16,6 +16,12 @@ use clap::Args;
 use hdist_fs::{MountOptions, View, ViewRoot};
 use hdist_store::blob::BlobService;
 use hdist_store::catalog::{Catalog, LocalCatalog};
+use hdist_store::remote::{
+    CacheOptions, CachedBlobService, HttpBlobService, HttpOptions, PublicKey, RecordingBlobService,
+    RemoteCatalog,
+};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::Globals;
 
@@ -36,6 +42,31 @@ pub struct MountArgs {
     /// Internal: print `ready` on stdout once mounted (used by the daemonising parent).
     #[arg(long, hide = true)]
     notify_ready: bool,
+    /// Mount from a published store at this URL instead of the local store (repeat for
+    /// mirrors, tried in order with fail-over).
+    #[arg(long, value_name = "URL")]
+    remote: Vec<String>,
+    /// The publisher's public key (`ed25519:…` from `hdist key show`, or a file holding it);
+    /// required with --remote.
+    #[arg(long, value_name = "PUBKEY")]
+    key: Option<String>,
+    /// Local cache of fetched objects, shareable by the mounts of a node (default:
+    /// $XDG_CACHE_HOME/hdist/remote or ~/.cache/hdist/remote).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Bound on the cache (K, M, G, T suffixes), least recently used evicted first.
+    #[arg(long, value_name = "SIZE", default_value = "4G")]
+    cache_size: String,
+    /// Seconds between checks for a newly published manifest (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 2)]
+    poll: u64,
+    /// Seconds before a request to the server is given up (each mirror, each retry).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    timeout: u64,
+    /// Record the files opened through this mount and write them to FILE at unmount (a
+    /// trace, as `hdist trace record` writes).
+    #[arg(long, value_name = "FILE")]
+    record_trace: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +82,9 @@ pub fn mount(globals: &Globals, args: &MountArgs) -> Result<ExitCode> {
         (true, _) => bail!("with --all give only the mount point: hdist mount --all DIR"),
         (false, _) => bail!("give what to mount and where: hdist mount PROFILE|ARTIFACT DIR"),
     };
+    if !args.remote.is_empty() {
+        return mount_remote(globals, args, target, dir);
+    }
     let store = Arc::new(globals.open_store()?);
     let catalog = LocalCatalog::new(store.clone());
     let root = match &target {
@@ -69,15 +103,144 @@ pub fn mount(globals: &Globals, args: &MountArgs) -> Result<ExitCode> {
     };
     hdist_fs::check_mountpoint(&dir)?;
     if !args.foreground {
-        return daemonise(globals, store.root(), args, &dir);
+        return daemonise(
+            globals,
+            &store.root().join("logs"),
+            Some(store.root()),
+            args,
+            &dir,
+        );
     }
-    let fsname = match &root {
+    let blobs: Arc<dyn BlobService> = store.blobs().clone();
+    serve(args, blobs, Arc::new(catalog), &root, &dir, None)
+}
+
+/// `mount --remote`: the same view over HTTP, a local cache and the signed manifest.
+fn mount_remote(
+    globals: &Globals,
+    args: &MountArgs,
+    target: Option<String>,
+    dir: PathBuf,
+) -> Result<ExitCode> {
+    let key_arg = args
+        .key
+        .as_deref()
+        .context("--remote needs --key PUBKEY (the publisher's `hdist key show`)")?;
+    let key = PublicKey::from_arg(key_arg)?;
+    let cache_dir = match &args.cache {
+        Some(dir) => dir.clone(),
+        None => default_cache_dir()?,
+    };
+    let limit = parse_size(&args.cache_size)?;
+    hdist_fs::check_mountpoint(&dir)?;
+    if !args.foreground {
+        std::fs::create_dir_all(&cache_dir)
+            .with_context(|| format!("cannot create the cache {}", cache_dir.display()))?;
+        let cache_dir = std::fs::canonicalize(&cache_dir)?;
+        return daemonise(globals, &cache_dir.join("logs"), None, args, &dir);
+    }
+    let http = Arc::new(HttpBlobService::new(
+        &args.remote,
+        HttpOptions {
+            timeout: Duration::from_secs(args.timeout.max(1)),
+            ..HttpOptions::default()
+        },
+    )?);
+    let upstream: Arc<dyn BlobService> = http.clone();
+    let cached = Arc::new(CachedBlobService::open(
+        upstream,
+        &cache_dir,
+        CacheOptions { limit },
+    )?);
+    let poll = (args.poll > 0).then(|| Duration::from_secs(args.poll));
+    let catalog = RemoteCatalog::open(http.clone(), cached.clone(), key, poll)?;
+    let root = match &target {
+        None => ViewRoot::All,
+        Some(name) => match catalog.profile(name)? {
+            Some(_) => ViewRoot::Profile(name.clone()),
+            None => match name.parse::<hdist_store::ArtifactId>() {
+                Ok(id) if catalog.artifact_root(&id)?.is_some() => ViewRoot::Artifact(id),
+                _ => bail!(
+                    "no profile or artifact {name:?} is published at {}",
+                    args.remote.join(", ")
+                ),
+            },
+        },
+    };
+    let blobs: Arc<dyn BlobService> = cached.clone();
+    let result = serve(args, blobs, catalog, &root, &dir, Some(&*http));
+    log::info!(
+        "remote: {} requests, {} bytes received, {} failures; {} objects fetched into {}",
+        http.stats().requests.load(Ordering::Relaxed),
+        http.stats().bytes.load(Ordering::Relaxed),
+        http.stats().failures.load(Ordering::Relaxed),
+        cached.fetched(),
+        cache_dir.display()
+    );
+    result
+}
+
+fn default_cache_dir() -> Result<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })
+        .map(|dir| dir.join("hdist").join("remote"))
+        .context("no --cache given and neither $XDG_CACHE_HOME nor $HOME is set")
+}
+
+/// `4G`, `512M`, `100000` (bytes).
+fn parse_size(text: &str) -> Result<u64> {
+    let text = text.trim();
+    let (number, shift) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => bail!("size {text:?}: unknown suffix {c:?}; use K, M, G or T"),
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    let n: u64 = number
+        .trim()
+        .parse()
+        .with_context(|| format!("size {text:?} is not a number with an optional K/M/G/T suffix"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .with_context(|| format!("size {text:?} is too large"))
+}
+
+/// Mounts `root` in this process and serves until unmounted.
+fn serve(
+    args: &MountArgs,
+    blobs: Arc<dyn BlobService>,
+    catalog: Arc<dyn Catalog>,
+    root: &ViewRoot,
+    dir: &Path,
+    _http: Option<&HttpBlobService>,
+) -> Result<ExitCode> {
+    let fsname = match root {
         ViewRoot::All => "hdist:all".to_string(),
         ViewRoot::Profile(name) => format!("hdist:{name}"),
         ViewRoot::Artifact(id) => format!("hdist:{id}"),
     };
-    let blobs: Arc<dyn BlobService> = store.blobs().clone();
-    let view = View::new(blobs, Arc::new(catalog), &root)?;
+    let recording = args
+        .record_trace
+        .as_ref()
+        .map(|_| Arc::new(RecordingBlobService::new(blobs.clone())));
+    let blobs: Arc<dyn BlobService> = match &recording {
+        Some(r) => r.clone(),
+        None => blobs,
+    };
+    let view = View::new(blobs, catalog, root)?;
     let options = MountOptions {
         allow_other: args.allow_other,
         threads: 2 * std::thread::available_parallelism()
@@ -89,19 +252,38 @@ pub fn mount(globals: &Globals, args: &MountArgs) -> Result<ExitCode> {
     // Block the termination signals before the workers start so that only the signal thread
     // receives them; it unmounts, which ends the session cleanly.
     let signals = block_termination_signals();
-    let mounted = hdist_fs::mount(view, &dir, &options)?;
-    spawn_signal_thread(signals, dir.clone());
+    let mounted = hdist_fs::mount(view, dir, &options)?;
+    spawn_signal_thread(signals, dir.to_path_buf());
     if args.notify_ready {
         println!("ready");
         redirect_stdout_to_null();
     }
     log::info!("serving {} on {}", options.fsname, dir.display());
     mounted.wait()?;
+    if let (Some(recording), Some(out)) = (recording, &args.record_trace) {
+        let text: String = std::iter::once("hdist-trace-1\n".to_string())
+            .chain(recording.touched().iter().map(|d| format!("{d}\n")))
+            .collect();
+        let tmp = out.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, out))
+            .with_context(|| format!("cannot write the trace {}", out.display()))?;
+        log::info!(
+            "trace of {} files written to {}",
+            recording.touched().len(),
+            out.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-fn daemonise(globals: &Globals, store: &Path, args: &MountArgs, dir: &Path) -> Result<ExitCode> {
-    let logs = store.join("logs");
+fn daemonise(
+    globals: &Globals,
+    logs: &Path,
+    store: Option<&Path>,
+    args: &MountArgs,
+    dir: &Path,
+) -> Result<ExitCode> {
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let dir = std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let log_path = logs.join(format!(
@@ -112,17 +294,36 @@ fn daemonise(globals: &Globals, store: &Path, args: &MountArgs, dir: &Path) -> R
         std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the hdist executable")?;
     let mut command = Command::new(exe);
-    command
-        .arg("--store")
-        .arg(store)
-        .arg("mount")
-        .arg("--foreground")
-        .arg("--notify-ready");
+    if let Some(store) = store {
+        command.arg("--store").arg(store);
+    }
+    command.arg("mount").arg("--foreground").arg("--notify-ready");
+    for url in &args.remote {
+        command.arg("--remote").arg(url);
+    }
+    if let Some(key) = &args.key {
+        command.arg("--key").arg(key);
+    }
+    if !args.remote.is_empty() {
+        // The child's cwd is /: pass the cache resolved (the parent created it).
+        let cache = logs.parent().unwrap_or(logs);
+        command.arg("--cache").arg(cache);
+        command.arg("--cache-size").arg(&args.cache_size);
+        command.arg("--poll").arg(args.poll.to_string());
+        command.arg("--timeout").arg(args.timeout.to_string());
+    }
+    if let Some(trace) = &args.record_trace {
+        let trace = std::path::absolute(trace).unwrap_or_else(|_| trace.clone());
+        command.arg("--record-trace").arg(trace);
+    }
     if args.all {
         command.arg("--all");
     }
     if args.allow_other {
         command.arg("--allow-other");
+    }
+    for _ in 0..globals.verbose {
+        command.arg("-v");
     }
     if globals.quiet {
         command.arg("-q");

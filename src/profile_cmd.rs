@@ -29,6 +29,26 @@ pub enum ProfileCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Every generation of a profile (the current one marked).
+    History {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make generation N current (mounted views follow within a second).
+    Switch { name: String, generation: u64 },
+    /// Go back to the generation before the current one.
+    Rollback { name: String },
+    /// Artifacts added and removed between two generations.
+    Diff { name: String, from: u64, to: u64 },
+    /// Materialise the profile (rules applied) as a plain directory, for hosts without FUSE.
+    Export {
+        name: String,
+        dir: std::path::PathBuf,
+        /// How files are placed.
+        #[arg(long, value_enum, default_value = "hardlink")]
+        link: LinkArg,
+    },
     /// Paths provided by more than one artifact (the first listed wins).
     Conflicts {
         name: String,
@@ -37,9 +57,90 @@ pub enum ProfileCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LinkArg {
+    Symlink,
+    Hardlink,
+    Copy,
+}
+
 pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
     let store = globals.open_store()?;
     match command {
+        ProfileCommand::History { name, json } => {
+            let generations = store.generations(&name)?;
+            if generations.is_empty() {
+                return Err(hdist_store::StoreError::UnknownProfile { name }.into());
+            }
+            let current = store.current_generation(&name)?.map(|g| g.number);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&generations)?);
+            } else {
+                for g in generations {
+                    let doc = store.profile_doc(&g.document)?;
+                    let mark = if Some(g.number) == current { "*" } else { " " };
+                    let ids: Vec<String> = doc.artifacts.iter().map(|a| a.id.to_string()).collect();
+                    println!("{mark} {:>4}  {}", g.number, ids.join(" "));
+                }
+            }
+        }
+        ProfileCommand::Switch { name, generation } => {
+            store.switch_profile(&name, generation)?;
+            println!("{name} generation {generation}");
+        }
+        ProfileCommand::Rollback { name } => {
+            let current = store
+                .current_generation(&name)?
+                .ok_or_else(|| hdist_store::StoreError::UnknownProfile { name: name.clone() })?;
+            let previous = store
+                .generations(&name)?
+                .into_iter()
+                .rfind(|g| g.number < current.number)
+                .with_context(|| format!("{name} is at its oldest kept generation ({})", current.number))?;
+            store.switch_profile(&name, previous.number)?;
+            println!("{name} generation {}", previous.number);
+        }
+        ProfileCommand::Diff { name, from, to } => {
+            let generations = store.generations(&name)?;
+            let doc = |n: u64| -> Result<hdist_store::profile::ProfileDoc> {
+                let g = generations.iter().find(|g| g.number == n).with_context(|| {
+                    format!("{name} has no generation {n}; see `hdist profile history {name}`")
+                })?;
+                Ok(store.profile_doc(&g.document)?)
+            };
+            let (a, b) = (doc(from)?, doc(to)?);
+            let ids = |d: &hdist_store::profile::ProfileDoc| -> Vec<String> {
+                d.artifacts.iter().map(|a| a.id.to_string()).collect()
+            };
+            let (ia, ib) = (ids(&a), ids(&b));
+            for id in &ia {
+                if !ib.contains(id) {
+                    println!("- {id}");
+                }
+            }
+            for id in &ib {
+                if !ia.contains(id) {
+                    println!("+ {id}");
+                }
+            }
+            if a.env != b.env {
+                println!("~ environment variables changed");
+            }
+        }
+        ProfileCommand::Export { name, dir, link } => {
+            let (_, doc) = load(&store, &name)?;
+            let mode = match link {
+                LinkArg::Symlink => hdist_store::profile::LinkMode::Symlink,
+                LinkArg::Hardlink => hdist_store::profile::LinkMode::Hardlink,
+                LinkArg::Copy => hdist_store::profile::LinkMode::Copy,
+            };
+            store
+                .export_profile(&doc, &dir, mode)
+                .with_context(|| format!("cannot export profile {name} to {}", dir.display()))?;
+            if !globals.quiet {
+                eprintln!("exported {name} to {}", dir.display());
+            }
+        }
         ProfileCommand::Create { name, ids } => {
             let generation = store
                 .create_profile(&name, &ids)
@@ -111,7 +212,7 @@ pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn load(
+pub fn load(
     store: &hdist_store::Store,
     name: &str,
 ) -> Result<(hdist_store::profile::Generation, hdist_store::profile::ProfileDoc)> {

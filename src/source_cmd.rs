@@ -11,6 +11,7 @@ use hdist_store::source::{
     self, mirrors_from_env, FetchEvent, FetchRequest, HttpOptions, KeepPolicy, SourceError, SourceKey,
     SourceType,
 };
+use hdist_store::stack::{self, FetchOutcome};
 use indicatif::ProgressBar;
 
 use crate::progress::bytes_bar;
@@ -24,7 +25,12 @@ const KEY_MISMATCH: u8 = 2;
 pub struct FetchArgs {
     /// An http(s) URL, a file: URL or a path (an archive, a single file or a directory); with
     /// --git, a repository.
-    url: String,
+    #[arg(required_unless_present = "stack")]
+    url: Option<String>,
+    /// Fetch every source of a stack file instead (each checked against its key; exit status
+    /// 2 if any has another key).
+    #[arg(long, value_name = "STACK.toml", conflicts_with_all = ["url", "git", "source_type", "tags"])]
+    stack: Option<PathBuf>,
     /// The expected key (exit status 2 and nothing stored if the content differs); with
     /// --git, the revision (branch, tag or commit).
     #[arg(value_name = "KEY|REV")]
@@ -65,17 +71,24 @@ pub struct UnpackArgs {
 }
 
 pub fn fetch(globals: &Globals, args: &FetchArgs) -> Result<ExitCode> {
+    if let Some(stack) = &args.stack {
+        return fetch_stack(globals, args, stack);
+    }
+    let url = args
+        .url
+        .as_deref()
+        .context("give a URL (or --stack STACK.toml)")?;
     let (origin_request, key_text) = if args.git {
         let rev = args
             .second
             .as_deref()
             .context("--git needs a revision: hdist fetch --git URL REV [KEY]")?;
-        (FetchRequest::git(&args.url, rev), args.third.as_deref())
+        (FetchRequest::git(url, rev), args.third.as_deref())
     } else {
         if args.third.is_some() {
             bail!("too many arguments: hdist fetch URL [KEY] (or --git URL REV [KEY])");
         }
-        (FetchRequest::location(&args.url)?, args.second.as_deref())
+        (FetchRequest::location(url)?, args.second.as_deref())
     };
     let mut request = origin_request;
     if let Some(text) = key_text {
@@ -145,6 +158,41 @@ pub fn fetch(globals: &Globals, args: &FetchArgs) -> Result<ExitCode> {
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// `hdist fetch --stack`: every source of every package, checked against its key. Prints one
+/// line per source (`KEY cached|fetched PACKAGE LOCATION`); a mismatching key is reported and
+/// the others are still fetched, then the exit status is 2.
+fn fetch_stack(globals: &Globals, args: &FetchArgs, path: &std::path::Path) -> Result<ExitCode> {
+    let stack = stack::read(path)?;
+    let store = globals.open_store()?;
+    let mut mirrors = args.mirrors.clone();
+    mirrors.extend(mirrors_from_env());
+    let all: Vec<usize> = (0..stack.packages.len()).collect();
+    let mut mismatch = false;
+    let result = stack::fetch_sources(&store, &stack, &all, &mirrors, &mut |i, s, outcome| {
+        let package = &stack.packages[i];
+        let source = &package.sources[s];
+        match outcome {
+            Ok(how) => {
+                let how = match how {
+                    FetchOutcome::Cached => "cached",
+                    FetchOutcome::Fetched => "fetched",
+                };
+                println!("{} {how} {} {}", source.key, package.name, source.location);
+            }
+            Err(e) => {
+                mismatch |= matches!(e, SourceError::KeyMismatch { .. });
+                eprintln!("hdist: error: package {}: {e}", package.name);
+            }
+        }
+    });
+    // Every failure was printed as it happened.
+    Ok(match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) if mismatch => ExitCode::from(KEY_MISMATCH),
+        Err(_) => ExitCode::FAILURE,
+    })
 }
 
 pub fn unpack(globals: &Globals, args: &UnpackArgs) -> Result<ExitCode> {

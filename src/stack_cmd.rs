@@ -1,10 +1,22 @@
-//! `hdist up`, `hdist status` (being written).
+//! `hdist up` and `hdist status`: bring a profile in line with a stack file (see
+//! `hdist_store::stack` for the format), or show how far it is from it.
+//!
+//! `up` parses the whole stack before it opens the store, so a bad stack file changes
+//! nothing. When every package is built and the profile already holds what the stack
+//! describes, it reads a few small files and writes none: no mount, no generation.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use clap::Args;
+use hdist_store::artifact::{check_name, ArtifactId};
+use hdist_store::build::{BuildOptions, BuildOutcome, KeepBuild};
+use hdist_store::profile::ProfileDoc;
+use hdist_store::source::mirrors_from_env;
+use hdist_store::stack::{self, Applied, BuildEvent, FetchOutcome, Stack};
 
 use crate::Globals;
 
@@ -13,6 +25,15 @@ use crate::Globals;
 pub struct UpArgs {
     /// Stack file (TOML).
     stack: PathBuf,
+    /// Profile to update (default: `profile` in the stack's [stack] table).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Build up to N packages at once (default: the number of CPUs, at most 4).
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Keep build directories of failed builds (default), always, or never.
+    #[arg(long, value_enum, default_value = "error")]
+    keep_build: crate::build_cmd::Keep,
 }
 
 /// Arguments of `hdist status`.
@@ -20,12 +41,206 @@ pub struct UpArgs {
 pub struct StatusArgs {
     /// Stack file (TOML).
     stack: PathBuf,
+    /// Profile to compare with (default: `profile` in the stack's [stack] table).
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
 }
 
-pub fn up(_globals: &Globals, _args: &UpArgs) -> Result<ExitCode> {
-    bail!("hdist up is not implemented yet")
+/// The profile name: --profile, else the stack's own.
+fn profile_name(stack: &Stack, given: Option<&str>) -> Result<String> {
+    let name = match given.or(stack.profile.as_deref()) {
+        Some(name) => name.to_string(),
+        None => anyhow::bail!(
+            "{}: no profile name: set `profile = \"NAME\"` in its [stack] table or pass --profile NAME",
+            stack.file
+        ),
+    };
+    check_name(&name).with_context(|| format!("invalid profile name {name:?}"))?;
+    Ok(name)
 }
 
-pub fn status(_globals: &Globals, _args: &StatusArgs) -> Result<ExitCode> {
-    bail!("hdist status is not implemented yet")
+/// `name/` and the first 12 characters of the hash: enough to tell builds apart.
+fn short_id(id: &ArtifactId) -> String {
+    let hash = id.hash().to_string();
+    format!("{}/{}", id.name(), &hash[..hash.len().min(12)])
+}
+
+pub fn up(globals: &Globals, args: &UpArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let stack = stack::read(&args.stack)?;
+    let profile = profile_name(&stack, args.profile.as_deref())?;
+    let store = globals.open_store()?;
+    let missing = stack::needs_build(&store, &stack)?;
+    let mut built = 0;
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|&i| stack.packages[i].name.as_str()).collect();
+        if !globals.quiet {
+            eprintln!("to build: {}", names.join(" "));
+        }
+        let quiet = globals.quiet;
+        stack::fetch_sources(
+            &store,
+            &stack,
+            &missing,
+            &mirrors_from_env(),
+            &mut |i, s, outcome| {
+                let location = &stack.packages[i].sources[s].location;
+                match outcome {
+                    Ok(FetchOutcome::Fetched) if !quiet => eprintln!("fetched {location}"),
+                    Err(e) => eprintln!("hdist: cannot fetch {location}: {e}"),
+                    _ => {}
+                }
+            },
+        )?;
+        let view = crate::build_cmd::ensure_view(globals, &store)?;
+        let options = BuildOptions {
+            view,
+            keep: match args.keep_build {
+                crate::build_cmd::Keep::Never => KeepBuild::Never,
+                crate::build_cmd::Keep::Error => KeepBuild::Error,
+                crate::build_cmd::Keep::Always => KeepBuild::Always,
+            },
+            verbose: globals.verbose > 0,
+        };
+        let jobs = args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(4)
+        });
+        let report = |event: BuildEvent<'_>| {
+            if quiet {
+                return;
+            }
+            match event {
+                BuildEvent::Started { package, id } => eprintln!("building {package} ({})", short_id(id)),
+                BuildEvent::Finished { package, outcome } => match outcome {
+                    BuildOutcome::Built { sandboxed, .. } => eprintln!(
+                        "built {package}{}",
+                        if *sandboxed { "" } else { " (unsandboxed)" }
+                    ),
+                    BuildOutcome::Cached(_) => eprintln!("{package}: built meanwhile by another process"),
+                },
+            }
+        };
+        built = stack::build_packages(&store, &stack, &missing, &options, jobs, &report)?.len();
+    }
+    let doc = stack::profile_doc(&store, &stack)?;
+    let cached = stack.packages.len() - built;
+    match stack::apply_profile(&store, &profile, &doc)? {
+        Applied::Unchanged(generation) => println!(
+            "{profile}: generation {} is up to date ({} packages, {:.0?})",
+            generation.number,
+            stack.packages.len(),
+            started.elapsed()
+        ),
+        Applied::Created { generation, previous } => println!(
+            "{profile}: generation {} ({built} built, {cached} cached{}; {:.0?})",
+            generation.number,
+            describe_change(previous.as_ref(), &doc),
+            started.elapsed()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `; +a -b ~c` for artifacts added, removed and changed (by name) between two documents.
+fn describe_change(previous: Option<&ProfileDoc>, doc: &ProfileDoc) -> String {
+    let names = |d: &ProfileDoc| -> BTreeMap<String, ArtifactId> {
+        d.artifacts
+            .iter()
+            .map(|a| (a.id.name().to_string(), a.id.clone()))
+            .collect()
+    };
+    let old = previous.map(names).unwrap_or_default();
+    let new = names(doc);
+    let mut parts = Vec::new();
+    for (name, id) in &new {
+        match old.get(name) {
+            None => parts.push(format!("+{name}")),
+            Some(o) if o != id => parts.push(format!("~{name}")),
+            Some(_) => {}
+        }
+    }
+    for name in old.keys().filter(|n| !new.contains_key(*n)) {
+        parts.push(format!("-{name}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", parts.join(" "))
+    }
+}
+
+pub fn status(globals: &Globals, args: &StatusArgs) -> Result<ExitCode> {
+    let stack = stack::read(&args.stack)?;
+    let profile = profile_name(&stack, args.profile.as_deref())?;
+    let store = globals.open_store()?;
+    let missing = stack::needs_build(&store, &stack)?;
+    let members = stack.profile_members();
+    // The profile matches when everything is built and the current generation holds the
+    // document `up` would write.
+    let current = store.current_generation(&profile)?;
+    let profile_state = match (&current, missing.is_empty()) {
+        (None, _) => "absent".to_string(),
+        (Some(_), false) => "outdated".to_string(),
+        (Some(generation), true) => {
+            let want = stack::profile_doc(&store, &stack)?;
+            let have = store.profile_doc(&generation.document)?;
+            if stack::same_profile(&have, &want) {
+                "current".to_string()
+            } else {
+                "outdated".to_string()
+            }
+        }
+    };
+    let rows: Vec<(usize, &str)> = (0..stack.packages.len())
+        .map(|i| (i, if missing.contains(&i) { "needs-build" } else { "ok" }))
+        .collect();
+    if args.json {
+        let packages: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|&(i, state)| {
+                let p = &stack.packages[i];
+                serde_json::json!({
+                    "name": p.name,
+                    "version": p.spec.version,
+                    "id": p.spec.id.to_string(),
+                    "state": state,
+                    "in_profile": members.contains(&i),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "profile": profile,
+            "generation": current.as_ref().map(|g| g.number),
+            "profile_state": profile_state,
+            "packages": packages,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = stack.packages.iter().map(|p| p.name.len()).max().unwrap_or(0);
+    for (i, state) in rows {
+        let p = &stack.packages[i];
+        let note = if members.contains(&i) {
+            ""
+        } else {
+            "  (build only)"
+        };
+        println!("{:width$}  {state:11}  {}{note}", p.name, short_id(&p.spec.id));
+    }
+    let generation = current
+        .map(|g| format!(" generation {}", g.number))
+        .unwrap_or_default();
+    let hint = match profile_state.as_str() {
+        "current" => "matches the stack",
+        "absent" => "does not exist yet; run hdist up",
+        _ => "differs from the stack; run hdist up",
+    };
+    println!("profile {profile}{generation}: {hint}");
+    Ok(ExitCode::SUCCESS)
 }

@@ -299,3 +299,59 @@ pub fn export(globals: &Globals, args: &ExportArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Report what would be freed; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Besides each profile's current generation, keep only the N newest.
+    #[arg(long, value_name = "N")]
+    keep_generations: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn gc(globals: &Globals, args: &GcArgs) -> Result<ExitCode> {
+    let store = globals.open_store()?;
+    let mut options = hdist_store::gc::GcOptions {
+        dry_run: args.dry_run,
+        keep_generations: args.keep_generations,
+        ..Default::default()
+    };
+    // What live mounts show stays.
+    for mount in hdist_fs::list_mounts().unwrap_or_default() {
+        let Some(what) = mount.source.strip_prefix("hdist:") else {
+            continue;
+        };
+        match what.parse::<hdist_store::ArtifactId>() {
+            Ok(id) => options.live_artifacts.push(id),
+            Err(_) => options.live_profiles.push(what.to_string()),
+        }
+    }
+    let start = std::time::Instant::now();
+    let report = store.gc(&options)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let verb = if args.dry_run { "would free" } else { "freed" };
+        for id in &report.artifacts {
+            println!("artifact {id}");
+        }
+        for g in &report.generations {
+            println!("generation {g}");
+        }
+        for s in &report.sources {
+            println!("source {s}");
+        }
+        println!(
+            "{verb} {} objects ({} bytes) and {} bytes of copies and build directories; kept {} objects ({:.2?})",
+            report.objects,
+            report.bytes,
+            report.other_bytes,
+            report.kept_objects,
+            start.elapsed()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -7,5 +7,7 @@ mod hashing;
 mod http_server;
 
 mod mount;
+mod profile;
+mod remote;
 mod source;
 mod store;

@@ -37,7 +37,10 @@ const DIGEST_XATTR: &str = "user.hdist.digest";
 
 #[derive(Debug)]
 struct OpenBlob {
-    file: File,
+    /// The verified content, or `None` for a large remote file read piecewise by digest
+    /// (`BlobService::read_at`), so that opening it does not fetch all of it.
+    file: Option<File>,
+    digest: hdist_store::hash::Digest,
     // Kept alive while any handle uses it: dropping it tells the kernel to close the backing.
     backing: Option<BackingId>,
 }
@@ -60,7 +63,7 @@ struct OpenTable {
 /// The filesystem handed to fuser.
 #[derive(Debug)]
 pub struct HdistFs {
-    view: View,
+    view: Arc<View>,
     uid: u32,
     gid: u32,
     passthrough: AtomicBool,
@@ -70,7 +73,7 @@ pub struct HdistFs {
 
 impl HdistFs {
     /// Wraps a view; files will be owned by `uid`/`gid`.
-    pub fn new(view: View, uid: u32, gid: u32) -> Self {
+    pub fn new(view: Arc<View>, uid: u32, gid: u32) -> Self {
         HdistFs {
             view,
             uid,
@@ -141,6 +144,16 @@ impl HdistFs {
         let Kind::File { digest, .. } = self.view.kind(ino).ok_or(Errno::ENOENT)? else {
             return Err(Errno::EISDIR);
         };
+        if self.view.blobs().prefers_ranged_reads(&digest) {
+            let fresh = Arc::new(OpenBlob {
+                file: None,
+                digest,
+                backing: None,
+            });
+            // Not shared through by_ino: once the whole object is local, the next open gets
+            // the file (and passthrough).
+            return Ok(fresh);
+        }
         let file = self.view.blobs().open(&digest).map_err(|e| {
             log::error!("cannot open {} (object {digest}): {e}", self.view.seen_at(ino));
             Errno::EIO
@@ -158,7 +171,11 @@ impl HdistFs {
         } else {
             None
         };
-        let fresh = Arc::new(OpenBlob { file, backing });
+        let fresh = Arc::new(OpenBlob {
+            file: Some(file),
+            digest,
+            backing,
+        });
         let mut table = self.open.lock().unwrap();
         if let Some(existing) = table.by_ino.get(&ino).and_then(Weak::upgrade) {
             return Ok(existing);
@@ -177,9 +194,21 @@ impl HdistFs {
             .cloned()
             .ok_or(Errno::EBADF)?;
         let mut buf = vec![0u8; size as usize];
+        let Some(file) = &blob.file else {
+            let n = self
+                .view
+                .blobs()
+                .read_at(&blob.digest, offset, &mut buf)
+                .map_err(|e| {
+                    log::error!("cannot read object {} at {offset}: {e}", blob.digest);
+                    Errno::EIO
+                })?;
+            buf.truncate(n);
+            return Ok(buf);
+        };
         let mut filled = 0;
         while filled < buf.len() {
-            match blob.file.read_at(&mut buf[filled..], offset + filled as u64) {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

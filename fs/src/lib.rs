@@ -24,8 +24,10 @@ pub use view::{View, ViewRoot};
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use fuser::{BackgroundSession, Config, Errno, MountOption, Session, SessionACL};
+use fuser::{BackgroundSession, Config, Errno, INodeNo, MountOption, Notifier, Session, SessionACL};
 use hdist_store::StoreError;
 
 /// Errors of the filesystem layer.
@@ -114,7 +116,8 @@ pub fn mount(view: View, mountpoint: &Path, options: &MountOptions) -> Result<Mo
     check_mountpoint(mountpoint)?;
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let fs = HdistFs::new(view, uid, gid);
+    let view = Arc::new(view);
+    let fs = HdistFs::new(view.clone(), uid, gid);
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::RO,
@@ -135,6 +138,8 @@ pub fn mount(view: View, mountpoint: &Path, options: &MountOptions) -> Result<Mo
         path: mountpoint.to_path_buf(),
         source,
     })?;
+    spawn_profile_follower(Arc::downgrade(&view), session.notifier());
+    drop(view);
     let session = session.spawn().map_err(|source| FsError::Io {
         action: "start serving",
         path: mountpoint.to_path_buf(),
@@ -144,6 +149,34 @@ pub fn mount(view: View, mountpoint: &Path, options: &MountOptions) -> Result<Mo
         session,
         mountpoint: mountpoint.to_path_buf(),
     })
+}
+
+/// How often a mount checks whether its profiles switched generation.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Follows generation switches: when a profile's current document changes, the view moves
+/// to it and the kernel is told to forget the old entries, so new lookups and opens see the
+/// new generation within [`FOLLOW_INTERVAL`] plus a lookup. Files already open keep their
+/// inodes and read the old content intact. Ends when the filesystem is dropped.
+fn spawn_profile_follower(view: Weak<View>, notifier: Notifier) {
+    let spawned = std::thread::Builder::new()
+        .name("hdist-follow".to_string())
+        .spawn(move || loop {
+            std::thread::sleep(FOLLOW_INTERVAL);
+            let Some(view) = view.upgrade() else { return };
+            for invalidation in view.refresh_profiles() {
+                let parent = INodeNo(invalidation.parent);
+                for name in &invalidation.names {
+                    use std::os::unix::ffi::OsStrExt;
+                    let _ = notifier.inval_entry(parent, std::ffi::OsStr::from_bytes(name));
+                }
+                // Drops the cached directory listing (FOPEN_CACHE_DIR) and attributes.
+                let _ = notifier.inval_inode(parent, 0, 0);
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("cannot follow profile generations: {e}");
+    }
 }
 
 impl Mounted {

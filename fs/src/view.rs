@@ -51,7 +51,7 @@ pub enum Kind {
     ArtifactNameDir(Arc<str>),
     /// `profiles/`.
     ProfilesDir,
-    /// A profile's root, resolved through the catalog when first listed.
+    /// A profile's root: the union of its current generation, followed across switches.
     ProfileDir(Arc<str>),
 }
 
@@ -89,7 +89,27 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
     Content(Kind),
-    Position(u64, Box<[u8]>),
+    // Parent inode, name, and the parent profile's epoch (0 elsewhere): after a generation
+    // switch a profile's entries get new inodes, while open files keep their old ones.
+    Position(u64, Box<[u8]>, u64),
+}
+
+/// The generation a view currently shows for one profile.
+#[derive(Debug, Clone)]
+struct ProfileState {
+    document: Option<Digest>,
+    trees: Arc<[Digest]>,
+    epoch: u64,
+    inodes: Vec<u64>,
+}
+
+/// Kernel cache entries to drop after a profile switched generation.
+#[derive(Debug, Clone)]
+pub struct Invalidation {
+    /// The profile directory's inode.
+    pub parent: u64,
+    /// Names it listed before the switch.
+    pub names: Vec<Box<[u8]>>,
 }
 
 /// A directory listing: (name, inode, kind), sorted by name.
@@ -110,6 +130,7 @@ pub struct View {
     catalog: Arc<dyn Catalog>,
     table: RwLock<Table>,
     listings: Mutex<HashMap<u64, Listing>>,
+    profiles: Mutex<HashMap<Arc<str>, ProfileState>>,
 }
 
 /// Inode number of the root.
@@ -125,10 +146,10 @@ impl View {
         let root_kind = match root {
             ViewRoot::All => Kind::AllRoot,
             ViewRoot::Profile(name) => {
-                let (_, doc) = catalog
-                    .profile(name)?
-                    .ok_or_else(|| FsError::UnknownRoot(format!("profile {name:?}")))?;
-                Kind::Union(doc.artifacts.iter().map(|a| a.root).collect())
+                if catalog.current_document(name)?.is_none() {
+                    return Err(FsError::UnknownRoot(format!("profile {name:?}")));
+                }
+                Kind::ProfileDir(name.as_str().into())
             }
             ViewRoot::Artifact(id) => {
                 let root = catalog
@@ -146,7 +167,88 @@ impl View {
             catalog,
             table: RwLock::new(table),
             listings: Mutex::new(HashMap::new()),
+            profiles: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn load_profile(&self, name: &str) -> Result<(Option<Digest>, Arc<[Digest]>), FsError> {
+        Ok(match self.catalog.profile(name)? {
+            Some((generation, doc)) => (
+                Some(generation.document),
+                doc.artifacts.iter().map(|a| a.shown_root()).collect(),
+            ),
+            None => (None, Arc::from(Vec::new())),
+        })
+    }
+
+    /// The trees and epoch a profile directory shows now (loaded on first use).
+    fn profile_state(&self, name: &Arc<str>, ino: u64) -> Result<(Arc<[Digest]>, u64), FsError> {
+        if let Some(state) = self.profiles.lock().unwrap().get_mut(name) {
+            if !state.inodes.contains(&ino) {
+                state.inodes.push(ino);
+            }
+            return Ok((state.trees.clone(), state.epoch));
+        }
+        let (document, trees) = self.load_profile(name)?;
+        let mut profiles = self.profiles.lock().unwrap();
+        let state = profiles.entry(name.clone()).or_insert(ProfileState {
+            document,
+            trees,
+            epoch: 1,
+            inodes: Vec::new(),
+        });
+        if !state.inodes.contains(&ino) {
+            state.inodes.push(ino);
+        }
+        Ok((state.trees.clone(), state.epoch))
+    }
+
+    /// Re-reads the current generation of every profile shown; for each that switched,
+    /// drops its cached listings and returns what the kernel must forget. Cheap when nothing
+    /// changed (one `current_document` call per profile).
+    pub fn refresh_profiles(&self) -> Vec<Invalidation> {
+        let names: Vec<Arc<str>> = self.profiles.lock().unwrap().keys().cloned().collect();
+        let mut out = Vec::new();
+        for name in names {
+            let current = match self.catalog.current_document(&name) {
+                Ok(current) => current,
+                Err(e) => {
+                    log::warn!("cannot check profile {name}: {e}");
+                    continue;
+                }
+            };
+            let known = self.profiles.lock().unwrap().get(&name).map(|s| s.document);
+            if known == Some(current) {
+                continue;
+            }
+            let (document, trees) = match self.load_profile(&name) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    log::warn!("cannot load the new generation of profile {name}: {e}");
+                    continue;
+                }
+            };
+            let inodes = {
+                let mut profiles = self.profiles.lock().unwrap();
+                let Some(state) = profiles.get_mut(&name) else {
+                    continue;
+                };
+                state.document = document;
+                state.trees = trees;
+                state.epoch += 1;
+                state.inodes.clone()
+            };
+            log::info!("profile {name} switched to {document:?}");
+            let mut listings = self.listings.lock().unwrap();
+            for ino in inodes {
+                let names = listings
+                    .remove(&ino)
+                    .map(|l| l.iter().map(|(n, _, _)| n.clone()).collect())
+                    .unwrap_or_default();
+                out.push(Invalidation { parent: ino, names });
+            }
+        }
+        out
     }
 
     /// The blob service (for opening files).
@@ -170,9 +272,9 @@ impl View {
             .unwrap_or_else(|| format!("inode {ino}"))
     }
 
-    fn intern(&self, parent: u64, name: &[u8], kind: Kind) -> u64 {
+    fn intern(&self, parent: u64, epoch: u64, name: &[u8], kind: Kind) -> u64 {
         let key = if kind.is_dir() {
-            Key::Position(parent, name.into())
+            Key::Position(parent, name.into(), epoch)
         } else {
             Key::Content(kind.clone())
         };
@@ -198,6 +300,7 @@ impl View {
             return Ok(listing.clone());
         }
         let kind = self.kind(ino).ok_or(FsError::NoSuchInode(ino))?;
+        let mut epoch = 0;
         let entries: Vec<(Box<[u8]>, Kind)> = match &kind {
             Kind::Union(trees) => union::merge(self.blobs.as_ref(), trees)
                 .map_err(|e| FsError::Store(e.into()))?
@@ -241,10 +344,8 @@ impl View {
                 .map(|n| (n.as_bytes().into(), Kind::ProfileDir(n.into())))
                 .collect(),
             Kind::ProfileDir(name) => {
-                let trees: Arc<[Digest]> = match self.catalog.profile(name)? {
-                    Some((_, doc)) => doc.artifacts.iter().map(|a| a.root).collect(),
-                    None => Arc::from(Vec::new()),
-                };
+                let (trees, profile_epoch) = self.profile_state(name, ino)?;
+                epoch = profile_epoch;
                 union::merge(self.blobs.as_ref(), &trees)
                     .map_err(|e| FsError::Store(e.into()))?
                     .into_iter()
@@ -256,7 +357,7 @@ impl View {
         let listing: Listing = entries
             .into_iter()
             .map(|(name, kind)| {
-                let child = self.intern(ino, &name, kind.clone());
+                let child = self.intern(ino, epoch, &name, kind.clone());
                 (name, child, kind)
             })
             .collect();

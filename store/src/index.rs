@@ -54,6 +54,8 @@ const SQL_OBJECT_TOTALS: &str =
     "SELECT kind, COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(stored_size), 0) FROM objects GROUP BY kind";
 const SQL_ARTIFACT_TOTALS: &str = "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM artifacts";
 const SQL_ALL_OBJECTS: &str = "SELECT digest FROM objects";
+const SQL_DELETE_OBJECT: &str = "DELETE FROM objects WHERE digest = ?1";
+const SQL_DELETE_ARTIFACT: &str = "DELETE FROM artifacts WHERE id = ?1";
 
 /// Errors of the index layer.
 #[derive(Debug, thiserror::Error)]
@@ -238,6 +240,29 @@ impl Index {
             out.push(self.digest_from_row(&bytes)?);
         }
         Ok(out)
+    }
+
+    /// Forgets objects (GC), in one transaction.
+    pub fn remove_objects(&self, digests: &[Digest]) -> Result<(), IndexError> {
+        let mut conn = self.conn.lock().unwrap();
+        let tx = conn.transaction().map_err(self.err())?;
+        {
+            let mut delete = tx.prepare_cached(SQL_DELETE_OBJECT).map_err(self.err())?;
+            for digest in digests {
+                delete
+                    .execute(params![&digest.as_bytes()[..]])
+                    .map_err(self.err())?;
+            }
+        }
+        tx.commit().map_err(self.err())
+    }
+
+    /// Forgets an artifact (GC).
+    pub fn remove_artifact(&self, id: &ArtifactId) -> Result<(), IndexError> {
+        let conn = self.conn.lock().unwrap();
+        conn.execute(SQL_DELETE_ARTIFACT, params![id.to_string()])
+            .map_err(self.err())?;
+        Ok(())
     }
 
     /// Replaces the whole content in one transaction (for reindex).

@@ -14,14 +14,15 @@
 
 use std::fs;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::{check_name, ArtifactId};
-use crate::blob::BlobService;
+use crate::blob::{BlobService, IngestBatch};
 use crate::hash::{hash_document, Digest, ShortDigest};
 use crate::store::{Store, StoreError};
+use crate::tree::{Entry, Node, Tree};
 
 /// What a profile rule does with the paths it selects (Hashdist's links DSL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +64,17 @@ pub struct ProfileArtifact {
     /// Rules applied to this artifact in the profile view (none: everything as-is).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<LinkRule>,
+    /// The tree the profile shows for this artifact when rules apply: new tree objects over
+    /// the same blobs (computed by `create_profile_doc`; never a copy of file content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<Digest>,
+}
+
+impl ProfileArtifact {
+    /// The tree to present: the rules' result, or the artifact's own root.
+    pub fn shown_root(&self) -> Digest {
+        self.view.unwrap_or(self.root)
+    }
 }
 
 /// The content of one profile generation.
@@ -116,6 +128,7 @@ impl Store {
                 id: record.id,
                 root: record.root,
                 rules: Vec::new(),
+                view: None,
             });
         }
         let doc = ProfileDoc {
@@ -129,9 +142,35 @@ impl Store {
     /// exist in the store.
     pub fn create_profile_doc(&self, name: &str, doc: &ProfileDoc) -> Result<Generation, StoreError> {
         check_name(name)?;
+        let _writer = self.writer_lock()?;
         let batch = self.blobs().batch();
+        let mut doc = doc.clone();
+        for artifact in &mut doc.artifacts {
+            if !artifact.rules.is_empty() && artifact.view.is_none() {
+                artifact.view = Some(apply_rules(
+                    self.blobs().as_ref(),
+                    &batch,
+                    &artifact.root,
+                    &artifact.rules,
+                )?);
+            }
+        }
         let outcome = batch.put_bytes(&doc.to_bytes())?;
-        batch.commit()?;
+        let document_digest = outcome.digest;
+        let stored = batch.commit()?;
+        // Everything in the batch but the document is a tree made by rules.
+        let indexed: Vec<crate::tree::IngestedObject> = stored
+            .into_iter()
+            .map(|outcome| crate::tree::IngestedObject {
+                outcome,
+                kind: if outcome.digest == document_digest {
+                    crate::tree::ObjectKind::Blob
+                } else {
+                    crate::tree::ObjectKind::Tree
+                },
+            })
+            .collect();
+        self.index().record(&indexed, None)?;
         let dir = self.profile_dir(name);
         fs::create_dir_all(&dir).map_err(StoreError::io("create directory", &dir))?;
         let mut number = self.generations(name)?.last().map(|g| g.number).unwrap_or(0) + 1;
@@ -245,6 +284,132 @@ impl Store {
     }
 }
 
+/// One path of an artifact with what it is, while rules are applied.
+type Placed = std::collections::BTreeMap<Vec<u8>, Node>;
+
+/// The tree a profile shows for the artifact `root` under `rules` (see [`LinkRule`]): new tree
+/// objects (in `batch`) over the artifact's own blobs. A rule matching a directory applies to
+/// everything below it.
+pub fn apply_rules(
+    blobs: &dyn BlobService,
+    batch: &IngestBatch<'_>,
+    root: &Digest,
+    rules: &[LinkRule],
+) -> Result<Digest, StoreError> {
+    let mut placed = Placed::new();
+    place(blobs, root, b"", rules, None, &mut placed)?;
+    build_tree(batch, &placed, b"")
+}
+
+fn rule_for<'r>(rules: &'r [LinkRule], path: &[u8]) -> Option<&'r LinkRule> {
+    rules
+        .iter()
+        .find(|r| crate::glob::matches(r.select.as_bytes(), path))
+}
+
+fn relocate(rule: Option<&LinkRule>, path: &[u8]) -> Vec<u8> {
+    let Some(rule) = rule else { return path.to_vec() };
+    let trimmed = |s: &str| s.trim_matches('/').as_bytes().to_vec();
+    let mut rest = path;
+    if let Some(prefix) = rule.prefix.as_deref().map(trimmed).filter(|p| !p.is_empty()) {
+        if let Some(stripped) = path.strip_prefix(prefix.as_slice()) {
+            rest = stripped.strip_prefix(b"/").unwrap_or(stripped);
+        }
+    }
+    match rule.target.as_deref().map(trimmed).filter(|t| !t.is_empty()) {
+        Some(mut target) if !rest.is_empty() => {
+            target.push(b'/');
+            target.extend_from_slice(rest);
+            target
+        }
+        Some(target) => target,
+        None => rest.to_vec(),
+    }
+}
+
+/// Walks the tree `digest` at `path`; `inherited` is the rule that matched an ancestor.
+fn place(
+    blobs: &dyn BlobService,
+    digest: &Digest,
+    path: &[u8],
+    rules: &[LinkRule],
+    inherited: Option<&LinkRule>,
+    placed: &mut Placed,
+) -> Result<(), StoreError> {
+    let tree = Tree::load(blobs, digest)?;
+    if tree.entries().is_empty() && !path.is_empty() {
+        placed
+            .entry(relocate(inherited, path))
+            .or_insert(Node::Directory { digest: *digest });
+    }
+    for entry in tree.entries() {
+        let mut child = path.to_vec();
+        if !child.is_empty() {
+            child.push(b'/');
+        }
+        child.extend_from_slice(&entry.name);
+        let rule = inherited.or_else(|| rule_for(rules, &child));
+        if rule.is_some_and(|r| r.action == RuleAction::Exclude) {
+            continue;
+        }
+        match &entry.node {
+            Node::Directory { digest } => place(blobs, digest, &child, rules, rule, placed)?,
+            node => {
+                let at = relocate(rule, &child);
+                if !at.is_empty() {
+                    placed.entry(at).or_insert_with(|| node.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds tree objects for every placed path under `dir` (bottom-up).
+fn build_tree(batch: &IngestBatch<'_>, placed: &Placed, dir: &[u8]) -> Result<Digest, StoreError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut subdirs: Vec<Vec<u8>> = Vec::new();
+    let prefix: Vec<u8> = if dir.is_empty() {
+        Vec::new()
+    } else {
+        [dir, b"/"].concat()
+    };
+    for (path, node) in placed.range(prefix.clone()..) {
+        let Some(rest) = path.strip_prefix(prefix.as_slice()) else {
+            break;
+        };
+        match rest.iter().position(|b| *b == b'/') {
+            Some(slash) => {
+                let name = rest[..slash].to_vec();
+                if subdirs.last() != Some(&name) {
+                    subdirs.push(name);
+                }
+            }
+            None => entries.push(Entry {
+                name: rest.to_vec(),
+                node: node.clone(),
+            }),
+        }
+    }
+    for name in subdirs {
+        if entries.iter().any(|e| e.name == name) {
+            continue; // a file placed where a directory is also placed: the file came first
+        }
+        let child = if dir.is_empty() {
+            name.clone()
+        } else {
+            [dir, b"/", &name].concat()
+        };
+        let digest = build_tree(batch, placed, &child)?;
+        entries.push(Entry {
+            name,
+            node: Node::Directory { digest },
+        });
+    }
+    let tree = Tree::new(entries)?;
+    Ok(batch.put_bytes(&tree.encode())?.digest)
+}
+
 /// Loads a profile document through any blob service.
 pub fn load_doc(blobs: &dyn BlobService, document: &Digest) -> Result<ProfileDoc, StoreError> {
     let bytes = blobs.read(document)?;
@@ -252,4 +417,108 @@ pub fn load_doc(blobs: &dyn BlobService, document: &Digest) -> Result<ProfileDoc
         path: PathBuf::from(format!("object {document}")),
         reason: e.to_string(),
     })
+}
+
+/// How `hdist profile export` materialises files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    /// Symlinks to verified copies in `<store>/linkfarm/` (Hashdist's create-links way).
+    Symlink,
+    /// Hard links to those copies (the export must be on the store's file system).
+    Hardlink,
+    /// Independent copies.
+    Copy,
+}
+
+impl Store {
+    /// Materialises the union view of `doc` (rules applied) at `dest` as a plain directory,
+    /// for hosts without FUSE. Built beside `dest` and swapped in with one atomic rename
+    /// (RENAME_EXCHANGE when `dest` exists), so readers see the old or the new export whole.
+    pub fn export_profile(&self, doc: &ProfileDoc, dest: &Path, mode: LinkMode) -> Result<(), StoreError> {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).map_err(StoreError::io("create directory", &parent))?;
+        let staging = tempfile::Builder::new()
+            .prefix(".hdist-profile-")
+            .tempdir_in(&parent)
+            .map_err(StoreError::io("create a temporary directory in", &parent))?;
+        let tree = staging.path().join("tree");
+        let roots: Vec<Digest> = doc.artifacts.iter().map(|a| a.shown_root()).collect();
+        self.export_union(&roots, &tree, mode)?;
+        if dest.exists() {
+            exchange(&tree, dest).map_err(StoreError::io("replace", dest))?;
+            // `tree` now holds the previous export, removed with the staging directory.
+        } else {
+            fs::rename(&tree, dest).map_err(StoreError::io("rename into place", dest))?;
+        }
+        Ok(())
+    }
+
+    fn export_union(&self, trees: &[Digest], dir: &Path, mode: LinkMode) -> Result<(), StoreError> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir(dir).map_err(StoreError::io("create directory", dir))?;
+        let listing = crate::union::merge(self.blobs().as_ref(), trees)?;
+        for (name, node) in listing {
+            let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+            match node {
+                crate::union::UnionNode::Directory(children) => self.export_union(&children, &path, mode)?,
+                crate::union::UnionNode::Symlink(target) => {
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)
+                        .map_err(StoreError::io("create symlink", &path))?
+                }
+                crate::union::UnionNode::File {
+                    digest, executable, ..
+                } => {
+                    let wanted_mode = if executable { 0o555 } else { 0o444 };
+                    let source = self.blobs().linkfarm_copy(&digest)?;
+                    if executable {
+                        // The shared copy carries the executable bit if any user of it needs it.
+                        fs::set_permissions(&source, fs::Permissions::from_mode(0o555))
+                            .map_err(StoreError::io("chmod", &source))?;
+                    }
+                    match mode {
+                        LinkMode::Symlink => std::os::unix::fs::symlink(&source, &path)
+                            .map_err(StoreError::io("create symlink", &path))?,
+                        LinkMode::Hardlink => fs::hard_link(&source, &path).map_err(StoreError::io(
+                            "hard-link (use --link copy across file systems)",
+                            &path,
+                        ))?,
+                        LinkMode::Copy => {
+                            fs::copy(&source, &path).map_err(StoreError::io("copy", &path))?;
+                            fs::set_permissions(&path, fs::Permissions::from_mode(wanted_mode))
+                                .map_err(StoreError::io("chmod", &path))?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Atomically swaps two paths (renameat2 with RENAME_EXCHANGE).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (a, b) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths for the duration of the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

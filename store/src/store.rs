@@ -74,6 +74,9 @@ pub enum StoreError {
     /// A profile file does not parse.
     #[error("profile data {path} is malformed: {reason}")]
     BadProfile { path: PathBuf, reason: String },
+    /// A lower layer failed during garbage collection.
+    #[error("garbage collection: {0}")]
+    Gc(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -170,6 +173,46 @@ impl Store {
         &self.index
     }
 
+    fn gc_lock(&self, exclusive: bool) -> Result<fs::File, StoreError> {
+        let path = self.root.join("gc.lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(StoreError::io("open", &path))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(StoreError::io("lock", &path))?;
+        Ok(file)
+    }
+
+    /// Held (shared) by every writer from its first object to its commit point; GC holds it
+    /// exclusively, so it never sweeps an object a writer found present and is about to
+    /// reference. Released when the returned file is dropped.
+    pub fn writer_lock(&self) -> Result<fs::File, StoreError> {
+        self.gc_lock(false)
+    }
+
+    pub(crate) fn exclusive_lock(&self) -> Result<fs::File, StoreError> {
+        self.gc_lock(true)
+    }
+
+    /// Removes an artifact's document and index row (its objects go with the next sweep).
+    pub(crate) fn remove_artifact(&self, id: &ArtifactId) -> Result<(), StoreError> {
+        let path = self.document_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("remove", path)(e)),
+        }
+        self.index.remove_artifact(id)?;
+        Ok(())
+    }
+
     fn document_path(&self, id: &ArtifactId) -> PathBuf {
         self.root
             .join("artifacts")
@@ -189,6 +232,7 @@ impl Store {
         if let Some(version) = version {
             check_version(version)?;
         }
+        let _writer = self.writer_lock()?;
         let batch = self.blobs.batch();
         let ingested = tree::ingest_tree(&batch, dir, progress)?;
         let stored = batch.commit()?;

@@ -63,6 +63,7 @@ pub struct PutOutcome {
 pub struct LocalBlobService {
     objects: PathBuf,
     cache: PathBuf,
+    linkfarm: PathBuf,
     cache_limit: u64,
     cache_bytes: OnceLock<AtomicU64>,
     scratch: Arc<Scratch>,
@@ -93,6 +94,7 @@ impl LocalBlobService {
         Ok(LocalBlobService {
             objects,
             cache,
+            linkfarm: root.join("linkfarm"),
             cache_limit: DEFAULT_CACHE_LIMIT,
             cache_bytes: OnceLock::new(),
             scratch,
@@ -211,6 +213,34 @@ impl LocalBlobService {
         }
     }
 
+    /// A path holding exactly the verified raw content for profile exports to link to:
+    /// `<store>/linkfarm/ab/<hex>`, never evicted (GC removes copies no profile needs). A
+    /// copy, never the object itself, so a file modified through a link cannot corrupt the
+    /// store.
+    pub fn linkfarm_copy(&self, digest: &Digest) -> Result<PathBuf, BlobError> {
+        let object = self.require(digest)?;
+        let hex = digest.to_hex();
+        let dest = self.linkfarm.join(&hex[..2]).join(&hex);
+        let expected = self.raw_size(&object)?;
+        if fs::metadata(&dest).map(|m| m.len()).ok() != Some(expected) {
+            self.materialize(&object, &dest)?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dest, fs::Permissions::from_mode(0o444))
+                .map_err(BlobError::io("chmod", &dest))?;
+        }
+        Ok(dest)
+    }
+
+    /// The linkfarm directory.
+    pub fn linkfarm_dir(&self) -> &Path {
+        &self.linkfarm
+    }
+
+    /// The decompressed cache directory.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache
+    }
+
     /// Starts a batch of additions; see [`IngestBatch`].
     pub fn batch(&self) -> IngestBatch<'_> {
         IngestBatch {
@@ -234,6 +264,19 @@ impl LocalBlobService {
     /// Decompresses `object` into the cache, verifying it on the way, and opens the copy.
     fn fill_cache(&self, object: &StoredObject) -> Result<File, BlobError> {
         let dest = self.cache_path(&object.digest);
+        let size = self.materialize(object, &dest)?;
+        // Opened before eviction runs: even if the new copy is evicted at once, this handle
+        // keeps reading it.
+        let copy = File::open(&dest).map_err(BlobError::io("open", &dest))?;
+        let total = self.cache_counter().fetch_add(size, Ordering::Relaxed) + size;
+        if total > self.cache_limit {
+            self.evict_cache();
+        }
+        Ok(copy)
+    }
+
+    /// Writes the verified raw content of `object` to `dest` (scratch file, then rename).
+    fn materialize(&self, object: &StoredObject, dest: &Path) -> Result<u64, BlobError> {
         let tmp = self.scratch.fresh_path("cache");
         let source = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
         let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
@@ -252,15 +295,8 @@ impl LocalBlobService {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(BlobError::io("create directory", parent))?;
         }
-        fs::rename(&tmp, &dest).map_err(BlobError::io("rename into cache", &dest))?;
-        let total = self.cache_counter().fetch_add(size, Ordering::Relaxed) + size;
-        if total > self.cache_limit {
-            self.evict_cache();
-        }
-        out.seek(SeekFrom::Start(0))
-            .map_err(BlobError::io("seek", &dest))?;
-        // The handle was opened for writing; hand out a read-only one.
-        File::open(&dest).map_err(BlobError::io("open", &dest))
+        fs::rename(&tmp, dest).map_err(BlobError::io("rename into place", dest))?;
+        Ok(size)
     }
 
     /// Removes the oldest cached copies until the cache is at 90 % of its bound. Open handles

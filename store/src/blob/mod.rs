@@ -95,4 +95,29 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
     /// Callers must not write to it. The content was verified when the file was produced; a
     /// backend may hand out the same underlying file to many callers.
     fn open(&self, digest: &Digest) -> Result<File, BlobError>;
+
+    /// Whether a reader of this object should use [`BlobService::read_at`] instead of
+    /// [`BlobService::open`], because `open` would first fetch the whole object (a large file of
+    /// a remote store that is not local yet). Cheap; no I/O beyond a `stat`.
+    fn prefers_ranged_reads(&self, _digest: &Digest) -> bool {
+        false
+    }
+
+    /// Up to `buf.len()` verified bytes of the raw content at `offset` (fewer only at the end;
+    /// 0 past it). A backend that fetches content in pieces fetches only the pieces the range
+    /// touches, each verified on its own; the default goes through [`BlobService::open`].
+    fn read_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> Result<usize, BlobError> {
+        use std::os::unix::fs::FileExt;
+        let file = self.open(digest)?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(BlobError::io("read", PathBuf::from(digest.to_hex()))(e)),
+            }
+        }
+        Ok(filled)
+    }
 }

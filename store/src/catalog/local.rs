@@ -32,6 +32,10 @@ impl Catalog for LocalCatalog {
         }
     }
 
+    fn current_document(&self, name: &str) -> Result<Option<Digest>, StoreError> {
+        Ok(self.store.current_generation(name)?.map(|g| g.document))
+    }
+
     fn profile_names(&self) -> Result<Vec<String>, StoreError> {
         self.store.profile_names()
     }

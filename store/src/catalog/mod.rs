@@ -20,6 +20,13 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
     /// must be cheap when nothing changed.
     fn profile(&self, name: &str) -> Result<Option<(Generation, ProfileDoc)>, StoreError>;
 
+    /// The document digest of profile `name`'s current generation (`None`: no such profile).
+    /// Views poll this to follow generation switches, so backends should make it cheaper
+    /// than [`Catalog::profile`] where they can.
+    fn current_document(&self, name: &str) -> Result<Option<Digest>, StoreError> {
+        Ok(self.profile(name)?.map(|(generation, _)| generation.document))
+    }
+
     /// Names of all profiles, sorted.
     fn profile_names(&self) -> Result<Vec<String>, StoreError>;
 

@@ -151,6 +151,9 @@ pub enum SourceError {
     Index(#[from] IndexError),
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// The store itself failed (e.g. taking its GC lock).
+    #[error(transparent)]
+    Store(Box<crate::store::StoreError>),
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -194,7 +197,20 @@ pub(crate) fn chain(error: &dyn StdError) -> String {
 /// [`SourceError::Http`], [`SourceError::Network`], [`SourceError::Truncated`] (after the
 /// retries `request.http` allows), [`SourceError::Git`], and store errors.
 pub fn fetch(store: &Store, request: &FetchRequest<'_>) -> Result<SourceKey, SourceError> {
+    // Shared GC lock: a source found present (and not downloaded again) must not be swept
+    // before its document names it.
+    let _writer = store.writer_lock().map_err(|e| SourceError::Store(Box::new(e)))?;
     fetch::fetch(store, request)
+}
+
+/// Forgets a source (GC): removes its document; its content goes with the next sweep.
+pub fn remove_source(store: &Store, key: &SourceKey) -> Result<(), SourceError> {
+    let path = record::record_path(store, key);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SourceError::io("remove", path)(e)),
+    }
 }
 
 /// Whether `key` is cached: its document exists and names an object that is present (the

@@ -1,0 +1,485 @@
+//! [`CachedBlobService`]: a node-local, size-bounded cache of verified objects in front of a
+//! remote backend.
+//!
+//! ```text
+//! <cache>/
+//! ├── objects/ab/ab12…     decompressed content (files, trees, documents, chunks), written
+//! │                        only after it matched its digest; mtime = last use (LRU)
+//! ├── manifests/<id>.json  the last manifest whose signature verified, per mirror set, so a
+//! │                        node restarted while the server is down still mounts
+//! └── tmp/<pid>-<n>        downloads being assembled (renamed into objects/ when verified)
+//! ```
+//!
+//! Several mounts (even of different users, given permissions) may share one cache directory:
+//! every file reaches `objects/` by an atomic rename of identical bytes, so concurrent fills of
+//! the same object are harmless, and eviction only unlinks (open descriptors stay valid). A
+//! cached copy is re-hashed the first time a process uses it, so a torn write from a crash or
+//! a tampered cache is dropped and fetched again, never served.
+//!
+//! Large files published as chunks are never fetched whole by [`BlobService::read_at`]: only
+//! the chunks a read touches are fetched (and cached as objects of their own).
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::chunks::ChunkTable;
+use crate::blob::{BlobError, BlobService};
+use crate::hash::{Digest, DigestWriter};
+
+/// A use refreshes a cached file's mtime only if it is older than this (one syscall per
+/// object per minute, not per open).
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// Parallel fetches for prefetching and for assembling chunked files.
+const FETCH_THREADS: usize = 16;
+
+/// How the cache behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheOptions {
+    /// Bound on the bytes under `objects/`; the least recently used are evicted beyond it.
+    pub limit: u64,
+}
+
+impl Default for CacheOptions {
+    fn default() -> CacheOptions {
+        CacheOptions { limit: 4 << 30 }
+    }
+}
+
+/// One object being fetched by some thread; others wait for it instead of fetching it again.
+#[derive(Debug, Default)]
+struct InFlight {
+    done: Mutex<Option<Result<(), String>>>,
+    cond: Condvar,
+}
+
+/// Verified objects cached on local disk in front of `upstream`.
+#[derive(Debug)]
+pub struct CachedBlobService {
+    upstream: Arc<dyn BlobService>,
+    root: PathBuf,
+    objects: PathBuf,
+    tmp: PathBuf,
+    options: CacheOptions,
+    bytes: OnceLock<AtomicU64>,
+    verified: Mutex<HashSet<Digest>>,
+    chunk_tables: RwLock<HashMap<Digest, Digest>>,
+    inflight: Mutex<HashMap<Digest, Arc<InFlight>>>,
+    counter: AtomicU64,
+    fetched: AtomicUsize,
+}
+
+impl CachedBlobService {
+    /// A cache in `root` (created if needed) in front of `upstream`.
+    pub fn open(
+        upstream: Arc<dyn BlobService>,
+        root: &Path,
+        options: CacheOptions,
+    ) -> Result<CachedBlobService, BlobError> {
+        let objects = root.join("objects");
+        let tmp = root.join("tmp");
+        for dir in [&objects, &tmp, &root.join("manifests")] {
+            fs::create_dir_all(dir).map_err(BlobError::io("create directory", dir))?;
+        }
+        sweep_tmp(&tmp);
+        Ok(CachedBlobService {
+            upstream,
+            root: root.to_path_buf(),
+            objects,
+            tmp,
+            options,
+            bytes: OnceLock::new(),
+            verified: Mutex::new(HashSet::new()),
+            chunk_tables: RwLock::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            counter: AtomicU64::new(0),
+            fetched: AtomicUsize::new(0),
+        })
+    }
+
+    /// The cache directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Objects this process fetched from upstream.
+    pub fn fetched(&self) -> usize {
+        self.fetched.load(Ordering::Relaxed)
+    }
+
+    /// Replaces the map of chunked files (file digest → chunk table digest); called with each
+    /// newly verified manifest.
+    pub fn set_chunk_tables(&self, tables: HashMap<Digest, Digest>) {
+        *self.chunk_tables.write().unwrap() = tables;
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.to_hex();
+        self.objects.join(&hex[..2]).join(hex)
+    }
+
+    /// Whether the object is in the cache (not verified).
+    pub fn is_cached(&self, digest: &Digest) -> bool {
+        self.path(digest).exists()
+    }
+
+    /// The cached copy, verified once per process; a copy that fails is removed.
+    fn cached(&self, digest: &Digest) -> Option<File> {
+        let path = self.path(digest);
+        let mut file = File::open(&path).ok()?;
+        if !self.verified.lock().unwrap().contains(digest) {
+            let mut hasher = DigestWriter::new();
+            let hashed = io::copy(&mut file, &mut hasher).is_ok();
+            let actual = hasher.finish();
+            if !hashed || actual != *digest {
+                log::error!(
+                    "cached copy {} is corrupt (hashes to {actual}); removing it and fetching again",
+                    path.display()
+                );
+                let _ = fs::remove_file(&path);
+                return None;
+            }
+            self.verified.lock().unwrap().insert(*digest);
+            // Fresh descriptor: the hashing moved the offset.
+            file = File::open(&path).ok()?;
+        }
+        touch(&file);
+        Some(file)
+    }
+
+    fn counter(&self) -> &AtomicU64 {
+        self.bytes
+            .get_or_init(|| AtomicU64::new(walk(&self.objects).iter().map(|(_, len, _)| len).sum()))
+    }
+
+    fn fresh_tmp(&self) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.tmp.join(format!("{}-{n}", std::process::id()))
+    }
+
+    /// Moves a verified temp file into place and accounts for it.
+    fn install(&self, digest: &Digest, tmp: &Path, len: u64) -> Result<File, BlobError> {
+        let dest = self.path(digest);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(BlobError::io("create directory", parent))?;
+        }
+        fs::rename(tmp, &dest).map_err(BlobError::io("rename into cache", &dest))?;
+        self.verified.lock().unwrap().insert(*digest);
+        let total = self.counter().fetch_add(len, Ordering::Relaxed) + len;
+        if total > self.options.limit {
+            self.evict();
+        }
+        File::open(&dest).map_err(BlobError::io("open", &dest))
+    }
+
+    /// Adds content that was verified elsewhere (a tree pack's entries). Checks the digest
+    /// again: this is the last gate before the cache.
+    pub fn insert(&self, digest: &Digest, bytes: &[u8]) -> Result<(), BlobError> {
+        if self.is_cached(digest) {
+            return Ok(());
+        }
+        let actual = Digest::of(bytes);
+        if actual != *digest {
+            return Err(BlobError::Corrupt {
+                digest: *digest,
+                path: PathBuf::from("inserted content"),
+                actual,
+            });
+        }
+        let tmp = self.fresh_tmp();
+        fs::write(&tmp, bytes).map_err(BlobError::io("write", &tmp))?;
+        self.install(digest, &tmp, bytes.len() as u64).map(drop)
+    }
+
+    /// The object as a cached file, fetching it (once, however many threads ask) if needed.
+    fn ensure(&self, digest: &Digest) -> Result<File, BlobError> {
+        loop {
+            if let Some(file) = self.cached(digest) {
+                return Ok(file);
+            }
+            let (flight, leader) = {
+                let mut map = self.inflight.lock().unwrap();
+                match map.get(digest) {
+                    Some(f) => (f.clone(), false),
+                    None => {
+                        let f = Arc::new(InFlight::default());
+                        map.insert(*digest, f.clone());
+                        (f, true)
+                    }
+                }
+            };
+            if !leader {
+                let mut done = flight.done.lock().unwrap();
+                while done.is_none() {
+                    done = flight.cond.wait(done).unwrap();
+                }
+                if let Some(Err(reason)) = done.as_ref() {
+                    return Err(BlobError::Io {
+                        action: "fetch",
+                        path: PathBuf::from(digest.to_hex()),
+                        source: io::Error::other(reason.clone()),
+                    });
+                }
+                continue;
+            }
+            let result = self.fill(digest);
+            *flight.done.lock().unwrap() = Some(result.as_ref().map(drop).map_err(|e| e.to_string()));
+            flight.cond.notify_all();
+            self.inflight.lock().unwrap().remove(digest);
+            return result;
+        }
+    }
+
+    fn table_of(&self, digest: &Digest) -> Result<Option<ChunkTable>, BlobError> {
+        let Some(table) = self.chunk_tables.read().unwrap().get(digest).copied() else {
+            return Ok(None);
+        };
+        let bytes = self.read(&table)?;
+        ChunkTable::decode(&bytes)
+            .map(Some)
+            .ok_or_else(|| BlobError::Undecodable {
+                digest: table,
+                path: PathBuf::from("chunk table"),
+                source: io::Error::new(io::ErrorKind::InvalidData, "not a chunk table"),
+            })
+    }
+
+    /// Fetches an object into the cache.
+    fn fill(&self, digest: &Digest) -> Result<File, BlobError> {
+        if let Some(table) = self.table_of(digest)? {
+            return self.assemble(digest, &table);
+        }
+        let bytes = self.upstream.read(digest)?;
+        self.fetched.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.fresh_tmp();
+        fs::write(&tmp, &bytes).map_err(BlobError::io("write", &tmp))?;
+        self.install(digest, &tmp, bytes.len() as u64)
+    }
+
+    /// Builds a chunked file from its chunks (fetched in parallel), checking the whole.
+    fn assemble(&self, digest: &Digest, table: &ChunkTable) -> Result<File, BlobError> {
+        self.fetch_all(&table.chunks)?;
+        let tmp = self.fresh_tmp();
+        let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let mut hasher = DigestWriter::new();
+        let mut total = 0u64;
+        for chunk in &table.chunks {
+            let mut file = self.ensure(chunk)?;
+            let mut data = Vec::new();
+            file.read_to_end(&mut data)
+                .map_err(BlobError::io("read", self.path(chunk)))?;
+            hasher.update(&data);
+            out.write_all(&data).map_err(BlobError::io("write", &tmp))?;
+            total += data.len() as u64;
+        }
+        let actual = hasher.finish();
+        if actual != *digest {
+            let _ = fs::remove_file(&tmp);
+            log::error!("chunks of {digest} assemble to {actual}; refusing them");
+            return Err(BlobError::Corrupt {
+                digest: *digest,
+                path: PathBuf::from("assembled chunks"),
+                actual,
+            });
+        }
+        drop(out);
+        self.install(digest, &tmp, total)
+    }
+
+    /// Fetches every object of `digests` that is not cached, `FETCH_THREADS` at a time.
+    /// Returns the first error (after all workers stop).
+    pub fn fetch_all(&self, digests: &[Digest]) -> Result<(), BlobError> {
+        let missing: Vec<&Digest> = digests.iter().filter(|d| !self.is_cached(d)).collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let next = AtomicUsize::new(0);
+        let first_error: Mutex<Option<BlobError>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..FETCH_THREADS.min(missing.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(digest) = missing.get(i) else { break };
+                    if let Err(e) = self.ensure(digest) {
+                        first_error.lock().unwrap().get_or_insert(e);
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().unwrap() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts fetching `digests` in the background (a workload's recorded files); errors are
+    /// only logged: a prefetch is a hint.
+    pub fn prefetch(self: &Arc<Self>, digests: Vec<Digest>) {
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("hdist-prefetch".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                let count = digests.len();
+                match this.fetch_all(&digests) {
+                    Ok(()) => log::info!("prefetched {count} objects in {:?}", started.elapsed()),
+                    Err(e) => log::warn!("prefetch incomplete: {e}"),
+                }
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start prefetching: {e}");
+        }
+    }
+
+    /// Removes the least recently used copies until the cache is at 90 % of its bound.
+    fn evict(&self) {
+        let mut files = walk(&self.objects);
+        files.sort_by_key(|(_, _, mtime)| *mtime);
+        let target = self.options.limit / 10 * 9;
+        let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+        for (path, len, _) in files {
+            if total <= target {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+        self.counter().store(total, Ordering::Relaxed);
+    }
+}
+
+impl BlobService for CachedBlobService {
+    fn has(&self, digest: &Digest) -> Result<bool, BlobError> {
+        if self.is_cached(digest) || self.chunk_tables.read().unwrap().contains_key(digest) {
+            return Ok(true);
+        }
+        self.upstream.has(digest)
+    }
+
+    fn size(&self, digest: &Digest) -> Result<u64, BlobError> {
+        if let Some(table) = self.table_of(digest)? {
+            return Ok(table.file_size);
+        }
+        let file = self.ensure(digest)?;
+        file.metadata()
+            .map(|m| m.len())
+            .map_err(BlobError::io("stat", self.path(digest)))
+    }
+
+    fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
+        let mut file = self.ensure(digest)?;
+        let mut out = Vec::new();
+        file.read_to_end(&mut out)
+            .map_err(BlobError::io("read", self.path(digest)))?;
+        Ok(out)
+    }
+
+    fn open(&self, digest: &Digest) -> Result<File, BlobError> {
+        self.ensure(digest)
+    }
+
+    fn prefers_ranged_reads(&self, digest: &Digest) -> bool {
+        self.chunk_tables.read().unwrap().contains_key(digest) && !self.is_cached(digest)
+    }
+
+    fn read_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> Result<usize, BlobError> {
+        if let Some(file) = self.cached(digest) {
+            return file
+                .read_at(buf, offset)
+                .map_err(BlobError::io("read", self.path(digest)));
+        }
+        let Some(table) = self.table_of(digest)? else {
+            let file = self.ensure(digest)?;
+            return file
+                .read_at(buf, offset)
+                .map_err(BlobError::io("read", self.path(digest)));
+        };
+        if offset >= table.file_size || buf.is_empty() {
+            return Ok(0);
+        }
+        let end = (offset + buf.len() as u64).min(table.file_size);
+        let first = (offset / table.chunk_size) as usize;
+        let last = ((end - 1) / table.chunk_size) as usize;
+        // The chunks of one read in parallel, plus the next one (sequential readers).
+        let upto = (last + 1).min(table.chunks.len() - 1);
+        self.fetch_all(&table.chunks[first..=upto])?;
+        let mut filled = 0usize;
+        for index in first..=last {
+            let (start, stop) = table.range(index);
+            let from = offset.max(start);
+            let to = end.min(stop);
+            let chunk = self.ensure(&table.chunks[index])?;
+            let want = (to - from) as usize;
+            let mut got = 0;
+            while got < want {
+                let n = chunk
+                    .read_at(&mut buf[filled + got..filled + want], from - start + got as u64)
+                    .map_err(BlobError::io("read", self.path(&table.chunks[index])))?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            filled += got;
+            if got < want {
+                break;
+            }
+        }
+        Ok(filled)
+    }
+}
+
+fn touch(file: &File) {
+    let now = SystemTime::now();
+    let stale = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .map(|m| now.duration_since(m).unwrap_or_default() > TOUCH_EVERY)
+        .unwrap_or(false);
+    if stale {
+        // Best effort: another user's file in a shared cache cannot be touched; it then ages.
+        let _ = file.set_modified(now);
+    }
+}
+
+/// Removes temp files older than an hour (left by killed processes; a live download is
+/// seconds old).
+fn sweep_tmp(tmp: &Path) {
+    let Ok(entries) = fs::read_dir(tmp) else { return };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if old {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
+    let mut out = Vec::new();
+    let Ok(fanouts) = fs::read_dir(dir) else {
+        return out;
+    };
+    for fanout in fanouts.flatten() {
+        let Ok(entries) = fs::read_dir(fanout.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(meta) = entry.metadata() {
+                let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                out.push((entry.path(), meta.len(), mtime));
+            }
+        }
+    }
+    out
+}
