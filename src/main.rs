@@ -118,8 +118,46 @@ impl Globals {
     }
 }
 
+/// mount(8) runs `/sbin/mount.fuse.hdist WHAT WHERE -o OPTIONS` for fstab entries and systemd
+/// mount units of type `fuse.hdist` (install with `ln -s $(command -v hdist)
+/// /sbin/mount.fuse.hdist`). Translate that into `hdist [--store S] mount [--allow-other] WHAT
+/// WHERE`; options hdist does not know (rw, dev, _netdev, …) are the kernel's and ignored.
+fn mount_helper_args() -> Option<Vec<std::ffi::OsString>> {
+    let mut args = std::env::args_os();
+    let argv0 = PathBuf::from(args.next()?);
+    if argv0.file_name()? != "mount.fuse.hdist" {
+        return None;
+    }
+    let mut positional = Vec::new();
+    let mut options = String::new();
+    while let Some(arg) = args.next() {
+        if arg == "-o" {
+            options = args.next()?.to_string_lossy().into_owned();
+        } else {
+            positional.push(arg);
+        }
+    }
+    let mut out: Vec<std::ffi::OsString> = vec!["hdist".into()];
+    let mut mount_flags: Vec<std::ffi::OsString> = Vec::new();
+    for option in options.split(',') {
+        if let Some(store) = option.strip_prefix("store=") {
+            out.push("--store".into());
+            out.push(store.into());
+        } else if option == "allow_other" {
+            mount_flags.push("--allow-other".into());
+        }
+    }
+    out.push("mount".into());
+    out.extend(mount_flags);
+    out.extend(positional.into_iter().take(2));
+    Some(out)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match mount_helper_args() {
+        Some(args) => Cli::parse_from(args),
+        None => Cli::parse(),
+    };
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",

@@ -88,10 +88,9 @@ pub fn up(globals: &Globals, args: &UpArgs) -> Result<ExitCode> {
             &mirrors_from_env(),
             &mut |i, s, outcome| {
                 let location = &stack.packages[i].sources[s].location;
-                match outcome {
-                    Ok(FetchOutcome::Fetched) if !quiet => eprintln!("fetched {location}"),
-                    Err(e) => eprintln!("hdist: cannot fetch {location}: {e}"),
-                    _ => {}
+                // The first failure comes back as the error; `hdist fetch --stack` lists all.
+                if let (Ok(FetchOutcome::Fetched), false) = (outcome, quiet) {
+                    eprintln!("fetched {location}");
                 }
             },
         )?;

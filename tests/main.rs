@@ -10,4 +10,5 @@ mod mount;
 mod profile;
 mod remote;
 mod source;
+mod stack;
 mod store;

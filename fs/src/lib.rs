@@ -151,7 +151,8 @@ pub fn mount(view: View, mountpoint: &Path, options: &MountOptions) -> Result<Mo
     })
 }
 
-/// How often a mount checks whether its profiles switched generation.
+/// How often a mount checks whether its profiles switched generation when its catalog
+/// cannot notify it (local stores wake it at once through inotify).
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Follows generation switches: when a profile's current document changes, the view moves
@@ -162,7 +163,9 @@ fn spawn_profile_follower(view: Weak<View>, notifier: Notifier) {
     let spawned = std::thread::Builder::new()
         .name("hdist-follow".to_string())
         .spawn(move || loop {
-            std::thread::sleep(FOLLOW_INTERVAL);
+            let Some(catalog) = view.upgrade().map(|v| v.catalog().clone()) else { return };
+            catalog.wait_for_change(FOLLOW_INTERVAL);
+            drop(catalog);
             let Some(view) = view.upgrade() else { return };
             for invalidation in view.refresh_profiles() {
                 let parent = INodeNo(invalidation.parent);

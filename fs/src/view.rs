@@ -172,6 +172,9 @@ impl View {
     }
 
     fn load_profile(&self, name: &str) -> Result<(Option<Digest>, Arc<[Digest]>), FsError> {
+        // Asking for the current document first also lets the catalog start watching the
+        // profile, so the very first switch is noticed at once.
+        self.catalog.current_document(name)?;
         Ok(match self.catalog.profile(name)? {
             Some((generation, doc)) => (
                 Some(generation.document),
@@ -249,6 +252,11 @@ impl View {
             }
         }
         out
+    }
+
+    /// The catalog (for change notifications).
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
     }
 
     /// The blob service (for opening files).

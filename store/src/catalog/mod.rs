@@ -27,6 +27,13 @@ pub trait Catalog: Send + Sync + std::fmt::Debug {
         Ok(self.profile(name)?.map(|(generation, _)| generation.document))
     }
 
+    /// Blocks until a profile may have changed, or `timeout` passed (spurious returns are
+    /// fine). Views call this between [`Catalog::current_document`] checks; the default
+    /// simply sleeps, backends that can be notified return as soon as something changed.
+    fn wait_for_change(&self, timeout: std::time::Duration) {
+        std::thread::sleep(timeout);
+    }
+
     /// Names of all profiles, sorted.
     fn profile_names(&self) -> Result<Vec<String>, StoreError>;
 
