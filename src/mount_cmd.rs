@@ -284,7 +284,7 @@ fn daemonise(
     args: &MountArgs,
     dir: &Path,
 ) -> Result<ExitCode> {
-    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    std::fs::create_dir_all(logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let dir = std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let log_path = logs.join(format!(
         "mount-{}.log",

@@ -163,7 +163,9 @@ fn spawn_profile_follower(view: Weak<View>, notifier: Notifier) {
     let spawned = std::thread::Builder::new()
         .name("hdist-follow".to_string())
         .spawn(move || loop {
-            let Some(catalog) = view.upgrade().map(|v| v.catalog().clone()) else { return };
+            let Some(catalog) = view.upgrade().map(|v| v.catalog().clone()) else {
+                return;
+            };
             catalog.wait_for_change(FOLLOW_INTERVAL);
             drop(catalog);
             let Some(view) = view.upgrade() else { return };

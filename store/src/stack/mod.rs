@@ -94,15 +94,16 @@ pub enum StackError {
     Fetch {
         package: String,
         location: String,
+        // Boxed: source and build errors are large, and every parse result carries the type.
         #[source]
-        source: SourceError,
+        source: Box<SourceError>,
     },
     /// A package failed to build.
     #[error("package {package}")]
     Build {
         package: String,
         #[source]
-        source: BuildError,
+        source: Box<BuildError>,
     },
     /// A profile package is not built (build it first).
     #[error("package {package} ({id}) is not built; run hdist up")]

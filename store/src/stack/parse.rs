@@ -464,13 +464,13 @@ fn spec_document(
             })?
         }
         (None, Some(nodes)) => {
-            for flags in [&package.configure_flags, &package.make_flags]
-                .into_iter()
-                .flatten()
-            {
+            if let Some(flags) = package.configure_flags.as_ref().or(package.make_flags.as_ref()) {
                 return Err(cx.err(
                     flags.span(),
-                    format!("package {name}: template parameters need a template; with build = [...], write the flags into the commands"),
+                    format!(
+                        "package {name}: template parameters need a template; with build = [...], \
+                         write the flags into the commands"
+                    ),
                 ));
             }
             let mut out = Vec::new();

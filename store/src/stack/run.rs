@@ -37,6 +37,9 @@ pub enum FetchOutcome {
     Fetched,
 }
 
+/// Called per source by [`fetch_sources`]: package index, source index, what happened.
+pub type FetchReport<'a> = dyn FnMut(usize, usize, Result<FetchOutcome, &SourceError>) + 'a;
+
 /// Gets every source of the packages `which` into the cache, checking each against its key.
 /// `report(package, source, outcome)` is called per source; `mirrors` are tried first for
 /// archives (see [`FetchRequest::mirrors`]).
@@ -48,7 +51,7 @@ pub fn fetch_sources(
     stack: &Stack,
     which: &[usize],
     mirrors: &[String],
-    report: &mut dyn FnMut(usize, usize, Result<FetchOutcome, &SourceError>),
+    report: &mut FetchReport<'_>,
 ) -> Result<(), StackError> {
     let mut first_error = None;
     for &i in which {
@@ -70,7 +73,7 @@ pub fn fetch_sources(
                     first_error.get_or_insert(StackError::Fetch {
                         package: package.name.clone(),
                         location: src.location.clone(),
-                        source: e,
+                        source: Box::new(e),
                     });
                 }
             }
@@ -166,7 +169,7 @@ pub fn build_packages(
             Err(source) => {
                 st.failed.get_or_insert(StackError::Build {
                     package: package.name.clone(),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
