@@ -34,7 +34,7 @@
 #   BENCH_RUNS=n        hyperfine runs per command (20), split over BENCH_ROUNDS=n rounds
 #                       (4) that each go through all variants; BENCH_WARMUP=n warmup
 #                       runs per round (3)
-#   BENCH_DD_RUNS=n     dd runs per variant (5); BENCH_BIG_MB=n size of the big file (1024)
+#   BENCH_DD_RUNS=n     dd runs per variant (7); BENCH_BIG_MB=n size of the big file (1024)
 #   BENCH_MOUNTS=n      mounts per profile for (e) (5)
 #   BENCH_USER=name     unprivileged user (hdistbench; created with useradd if missing)
 #   HDIST_CACHE=dir     cache/corpus location (see scripts/lib.sh)
@@ -50,7 +50,7 @@ set -euo pipefail
 RUNS="${BENCH_RUNS:-20}"
 ROUNDS="${BENCH_ROUNDS:-4}"
 WARMUP="${BENCH_WARMUP:-3}"
-DD_RUNS="${BENCH_DD_RUNS:-5}"
+DD_RUNS="${BENCH_DD_RUNS:-7}"
 BIG_MB="${BENCH_BIG_MB:-1024}"
 MOUNT_RUNS="${BENCH_MOUNTS:-5}"
 BUSER="${BENCH_USER:-hdistbench}"
@@ -399,29 +399,33 @@ for key in "${!RL[@]}"; do
         R[$key]="$(tr ' ' '\n' <<<"${RL[$key]}" | awk 'NF { s += $1; n++ } END { printf "%.3f", s / n }')"
 done
 
-# (d) dd throughput, GB/s (1e9 bytes/s), median of DD_RUNS
+# (d) dd throughput, GB/s (1e9 bytes/s): one discarded warm-up read per variant, then
+# DD_RUNS rounds that each read once through every variant (a 1 GiB read from the page
+# cache takes ~40 ms, so one preemption by another process shows; rounds spread that
+# over the variants), median per variant
+declare -A DDR=()
 for v in "${VARIANTS[@]}"; do
-    f="${BIGDIR[$v]}/data.bin"
-    log "dd [$v]: $f"
-    # warm-up: one discarded run fills the page cache
-    if ! run_as "${WHO[$v]}" dd if="$f" of=/dev/null bs=1M status=none; then
+    log "dd [$v]: ${BIGDIR[$v]}/data.bin"
+    if ! run_as "${WHO[$v]}" dd if="${BIGDIR[$v]}/data.bin" of=/dev/null bs=1M status=none; then
         FAILS+=("d/$v")
-        continue
+        DDR[$v]=failed
     fi
-    rates=""
-    for ((i = 0; i < DD_RUNS; i++)); do
-        if ! line="$(run_as "${WHO[$v]}" env LC_ALL=C dd if="$f" of=/dev/null bs=1M 2>&1 | tail -n1)"; then
-            rates=""
-            break
+done
+for ((i = 0; i < DD_RUNS; i++)); do
+    for v in "${VARIANTS[@]}"; do
+        [[ "${DDR[$v]:-}" != failed ]] || continue
+        if line="$(run_as "${WHO[$v]}" env LC_ALL=C dd if="${BIGDIR[$v]}/data.bin" of=/dev/null bs=1M 2>&1 | tail -n1)"; then
+            DDR[$v]+=" $(awk '{ printf "%.3f", $1 / $(NF - 3) / 1e9 }' <<<"$line")"
+        else
+            FAILS+=("d/$v")
+            DDR[$v]=failed
         fi
-        rates+=" $(awk '{ printf "%.3f", $1 / $(NF - 3) / 1e9 }' <<<"$line")"
     done
-    if [[ -z "$rates" ]]; then
-        FAILS+=("d/$v")
-        continue
-    fi
-    log "dd [$v]:$rates GB/s"
-    R[d/$v]="$(median <<<"$rates")"
+done
+for v in "${VARIANTS[@]}"; do
+    [[ "${DDR[$v]:-failed}" != failed ]] || continue
+    log "dd [$v]:${DDR[$v]} GB/s"
+    R[d/$v]="$(median <<<"${DDR[$v]}")"
 done
 
 # Passthrough: hdist_fs logs "passthrough unavailable" (info) at the first open without it.
@@ -540,7 +544,7 @@ echo
 echo "Mount benchmark: $(uname -r), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1e6 }' /proc/meminfo) RAM"
 echo "load at start: ${LOAD_START#*load average: } (1/5/15 min); at end: ${LOAD_END#*load average: }"
 echo "tree: Debian CPython 3.11 (corpus/cpython/usr + unchecked-hash .pyc), $(find "$NATIVE" | wc -l) entries, $(du -sh "$NATIVE" | cut -f1)"
-echo "hyperfine: mean of $((ROUNDS * ROUND_RUNS)) runs in $ROUNDS interleaved rounds ($WARMUP warmup each); dd: 1 warm-up + median of $DD_RUNS runs; mount: median of $MOUNT_RUNS"
+echo "hyperfine: mean of $((ROUNDS * ROUND_RUNS)) runs in $ROUNDS interleaved rounds ($WARMUP warmup each); dd: 1 warm-up + median of $DD_RUNS interleaved runs; mount: median of $MOUNT_RUNS"
 echo "page cache of files >= 1 MiB dropped before the first (warm-up) read, so readahead fills it alike for all"
 echo
 echo "| measurement | ${LABEL[native]} | ${LABEL[hdist]} | ${LABEL[hdistu]} | ${LABEL[squash]} | ${LABEL[bindfs]} |"

@@ -7,7 +7,10 @@
 # 2. builds hdist, ingests both as artifacts into a fresh store (dedup + compression stats),
 # 3. verifies the store and exports an artifact byte for byte,
 # 4. makes a profile of the two, mounts it, and runs python3 from the mount's bin/ on $PATH,
-# 5. unmounts.
+# 5. unmounts,
+# 6. builds GNU hello, zlib and minigzip (linked by rpath against the zlib artifact) from
+#    Debian's upstream tarballs with `hdist up` on a stack file, mounts that profile and runs
+#    hello and minigzip from it; then shows a cached `up`, a rollback, and GC.
 #
 # HDIST_DEMO_DIR keeps the store and mount point somewhere else (default: a temp dir, removed).
 set -euo pipefail
@@ -15,7 +18,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 need_pkgs fuse3 build-essential pkg-config
-"$ROOT/scripts/fetch-corpus.sh" cpython numpy
+"$ROOT/scripts/fetch-corpus.sh" cpython numpy debsrc
 CORPUS="$CACHE_DIR/corpus"
 build_hdist || die "cargo build failed"
 
@@ -24,9 +27,9 @@ mkdir -p "$WORK"
 STORE="$WORK/store"
 MNT="$WORK/sw"
 cleanup() {
-    if grep -q " $MNT " /proc/self/mountinfo 2>/dev/null; then
-        "$HDIST" umount "$MNT" || true
-    fi
+    for m in "$MNT" "$STORE/view"; do
+        if grep -q " $m " /proc/self/mountinfo 2>/dev/null; then "$HDIST" umount "$m" || true; fi
+    done
     [[ -n "${HDIST_DEMO_DIR:-}" ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -82,4 +85,36 @@ python3 -c 'import numpy; print("numpy", numpy.__version__, "sum", numpy.arange(
 step "unmount"
 hd umount "$MNT"
 hd mounts
+
+step "build a stack from source: hello, zlib, minigzip (hdist up)"
+# The stack's sources point into the corpus cache; aim them at this cache wherever it is.
+sed "s|\.\./\.\./\.cache/corpus|$CORPUS|" "$ROOT/scripts/stacks/hello-zlib.toml" >"$WORK/stack.toml"
+hd fetch --stack "$WORK/stack.toml"
+hd status "$WORK/stack.toml"
+time hd up -j2 "$WORK/stack.toml"
+time hd up "$WORK/stack.toml"
+hd status "$WORK/stack.toml"
+hd mount tools "$MNT"
+hello
+echo "hdist hdist hdist" >"$WORK/words" && minigzip "$WORK/words" && ls -l "$WORK/words.gz" && minigzip -d "$WORK/words.gz" && cat "$WORK/words"
+ldd "$MNT/bin/minigzip" | grep libz
+eval "$(hd env tools)"
+hd module tools | head -n 6
+
+step "uninstall minigzip: remove it from the stack and run up again (the mount follows)"
+grep -v '^#' "$WORK/stack.toml" | python3 -c "
+import sys
+text = sys.stdin.read()
+i = text.index('[[package]]\nname = \"minigzip\"')
+sys.stdout.write(text[:i])" >"$WORK/stack-without.toml"
+hd up "$WORK/stack-without.toml"
+sleep 0.2
+ls "$MNT/bin"
+hd profile history tools
+hd profile rollback tools
+sleep 0.2
+ls "$MNT/bin"
+hd gc --dry-run
+hd umount "$MNT"
+hd umount "$STORE/view" 2>/dev/null || true
 echo "demo finished: store in $STORE"
