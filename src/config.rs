@@ -32,8 +32,14 @@ pub fn config_path() -> Option<PathBuf> {
         .map(|dir| dir.join("hdist").join("config.toml"))
 }
 
-/// Resolves the store directory.
+/// Resolves the store directory, as an absolute path (mount daemons and builds run from
+/// another working directory).
 pub fn store_dir(flag: Option<&Path>) -> Result<PathBuf> {
+    let dir = configured_store_dir(flag)?;
+    std::path::absolute(&dir).with_context(|| format!("cannot resolve the store path {}", dir.display()))
+}
+
+fn configured_store_dir(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = flag {
         return Ok(dir.to_path_buf());
     }

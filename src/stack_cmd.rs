@@ -73,6 +73,9 @@ pub fn up(globals: &Globals, args: &UpArgs) -> Result<ExitCode> {
     let stack = stack::read(&args.stack)?;
     let profile = profile_name(&stack, args.profile.as_deref())?;
     let store = globals.open_store()?;
+    // Shared GC lock from the first build to the new generation: a GC in between would see
+    // freshly built artifacts that no profile references yet.
+    let _writer = store.writer_lock()?;
     let missing = stack::needs_build(&store, &stack)?;
     let mut built = 0;
     if !missing.is_empty() {

@@ -116,9 +116,9 @@ pub fn shell(globals: &Globals, args: &ShellArgs) -> Result<ExitCode> {
                 .context("cannot create a temporary mount point")?;
             let exe = std::env::current_exe()?;
             let mut mount = Command::new(&exe);
-            if let Some(store) = &globals.store {
-                mount.arg("--store").arg(store);
-            }
+            mount
+                .arg("--store")
+                .arg(crate::config::store_dir(globals.store.as_deref())?);
             let status = mount
                 .args(["-q", "mount", &args.profile])
                 .arg(temp.path())

@@ -34,6 +34,8 @@ const TTL_VOLATILE: Duration = Duration::from_secs(1);
 /// reproducible across machines.
 const FIXED_TIME: Duration = Duration::from_secs(1);
 const DIGEST_XATTR: &str = "user.hdist.digest";
+/// How many recently opened files stay open after their last handle is released.
+const RECENT_OPEN_FILES: usize = 256;
 
 #[derive(Debug)]
 struct OpenBlob {
@@ -68,6 +70,9 @@ pub struct HdistFs {
     gid: u32,
     passthrough: AtomicBool,
     open: Mutex<OpenTable>,
+    // The most recently opened files stay open (with their passthrough backing ids), so
+    // reopening one costs no open(2), hashing check or backing registration.
+    recent: Mutex<std::collections::VecDeque<Arc<OpenBlob>>>,
     next_fh: AtomicU64,
 }
 
@@ -80,6 +85,7 @@ impl HdistFs {
             gid,
             passthrough: AtomicBool::new(false),
             open: Mutex::new(OpenTable::default()),
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_OPEN_FILES)),
             next_fh: AtomicU64::new(1),
         }
     }
@@ -181,6 +187,12 @@ impl HdistFs {
             return Ok(existing);
         }
         table.by_ino.insert(ino, Arc::downgrade(&fresh));
+        drop(table);
+        let mut recent = self.recent.lock().unwrap();
+        if recent.len() == RECENT_OPEN_FILES {
+            recent.pop_back();
+        }
+        recent.push_front(fresh.clone());
         Ok(fresh)
     }
 
@@ -287,6 +299,15 @@ impl Filesystem for HdistFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.do_lookup(parent, name) {
             Ok((attr, kind)) => reply.entry(Self::ttl(&kind), &attr, Generation(0)),
+            // A directory merged from immutable trees never gains a name (a generation switch
+            // gives a profile's directories new inodes), so the kernel may remember the
+            // miss: node id 0 is a cached negative entry. Programs probe for many absent
+            // files (Python for pyvenv.cfg, __init__ variants, …).
+            Err(e) if e == Errno::ENOENT && matches!(self.view.kind(parent.0), Some(Kind::Union(_))) => {
+                let mut absent = self.attr(0, &Kind::Union(Arc::from(Vec::new())));
+                absent.ino = INodeNo(0);
+                reply.entry(&TTL_IMMUTABLE, &absent, Generation(0))
+            }
             Err(e) => reply.error(e),
         }
     }

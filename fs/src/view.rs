@@ -370,7 +370,18 @@ impl View {
             })
             .collect();
         if !kind.is_volatile() {
-            self.listings.lock().unwrap().insert(ino, listing.clone());
+            let mut listings = self.listings.lock().unwrap();
+            // A switch may have happened while this listing was computed: caching it would
+            // pin the old generation until the next switch.
+            let stale = match &kind {
+                Kind::ProfileDir(name) => {
+                    self.profiles.lock().unwrap().get(name).map(|s| s.epoch) != Some(epoch)
+                }
+                _ => false,
+            };
+            if !stale {
+                listings.insert(ino, listing.clone());
+            }
         }
         Ok(listing)
     }

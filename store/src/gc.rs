@@ -6,7 +6,7 @@
 //! (root trees, build logs, and, transitively, the artifacts they imported, since builds link
 //! against imports at their final paths), trees and blobs. Everything unmarked goes: objects,
 //! artifact documents and index rows, old generations, transient sources, cached and
-//! linkfarm copies, and build directories of dead processes.
+//! linkfarm copies, and build directories left by failed or killed builds.
 //!
 //! Safety: GC holds `<store>/gc.lock` exclusively for mark and sweep; every writer (ingest,
 //! build, fetch, profile creation) holds it shared from its first object to its commit point,
@@ -129,6 +129,9 @@ impl Store {
                 let doc: ProfileDoc = self.profile_doc(&generation.document)?;
                 for artifact in &doc.artifacts {
                     keep_artifacts.push(artifact.id.clone());
+                    // Marked from the document itself: a member may lack an index row (a crash
+                    // between its document and its row) and must still keep its objects.
+                    marker.tree(&artifact.root)?;
                     if let Some(view) = artifact.view {
                         marker.tree(&view)?;
                     }
@@ -141,7 +144,13 @@ impl Store {
             if !kept.insert(id.clone()) {
                 continue;
             }
-            let Some(record) = records.get(&id) else { continue };
+            let record = match records.get(&id) {
+                Some(record) => record.clone(),
+                None => match self.artifact_document(&id)? {
+                    Some(record) => record,
+                    None => continue,
+                },
+            };
             marker.tree(&record.root)?;
             if let Some(document) = self.artifact_document(&id)? {
                 if let Some(log) = document.build_log {
@@ -213,11 +222,12 @@ impl Store {
                     .is_some_and(|d| !marked.contains(&d))
             })
             .collect();
+        // Builds hold the GC lock shared until they finish, so while GC holds it exclusively
+        // every build directory is left over (a failure kept for inspection, or a crash).
         let stale_builds: Vec<_> = fs::read_dir(self.root().join("builds"))
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| build_owner_dead(&e.file_name().to_string_lossy()))
             .collect();
         report.other_bytes = copies
             .iter()
@@ -254,17 +264,5 @@ impl Store {
             let _ = fs::remove_dir_all(build.path());
         }
         Ok(report)
-    }
-}
-
-/// Build directories are named `<name>-<hash>-<pid>-<token>`; a build whose process is gone
-/// left its directory for inspection or died.
-fn build_owner_dead(name: &str) -> bool {
-    let mut parts = name.rsplitn(3, '-');
-    let _token = parts.next();
-    let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
-    match pid {
-        Some(pid) => !Path::new(&format!("/proc/{pid}")).exists(),
-        None => false,
     }
 }

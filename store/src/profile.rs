@@ -121,6 +121,8 @@ impl Store {
     /// makes it current.
     pub fn create_profile(&self, name: &str, artifacts: &[String]) -> Result<Generation, StoreError> {
         check_name(name)?;
+        // Held from resolving the artifacts to the switch, so GC cannot remove them between.
+        let _writer = self.writer_lock()?;
         let mut entries = Vec::with_capacity(artifacts.len());
         for query in artifacts {
             let record = self.find_artifact(query)?;
@@ -204,6 +206,8 @@ impl Store {
 
     /// Makes generation `number` of `name` current (atomic rename).
     pub fn switch_profile(&self, name: &str, number: u64) -> Result<(), StoreError> {
+        // GC must not remove the generation between the check and the switch.
+        let _writer = self.writer_lock()?;
         let dir = self.profile_dir(name);
         let path = dir.join(number.to_string());
         if !path.exists() {

@@ -39,8 +39,12 @@ impl Scratch {
         sweep_orphans(tmp_root);
         let token = random_token();
         let lock_path = tmp_root.join(format!("{token}.lock"));
-        let lock = OpenOptions::new().create_new(true).write(true).open(&lock_path)?;
+        // Locked under a name the sweep ignores, then renamed: a sweep running at the same
+        // moment never sees this lock file unlocked.
+        let pending = tmp_root.join(format!("{token}.locking"));
+        let lock = OpenOptions::new().create_new(true).write(true).open(&pending)?;
         lock.try_lock().map_err(io::Error::other)?;
+        fs::rename(&pending, &lock_path)?;
         let dir = tmp_root.join(&token);
         fs::create_dir(&dir)?;
         for lane in 0..LANES {
@@ -120,7 +124,7 @@ fn sweep_orphans(tmp_root: &Path) {
     }
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0u8; 12];
     // getrandom(2) never fails for 12 bytes once the pool is initialised; fall back to the
     // pid and time, which is unique enough for a temp directory name.

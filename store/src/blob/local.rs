@@ -67,7 +67,8 @@ pub struct LocalBlobService {
     cache_limit: u64,
     cache_bytes: OnceLock<AtomicU64>,
     scratch: Arc<Scratch>,
-    // Raw objects are served straight from `objects/`; each is hashed once per process.
+    // Raw objects and cached copies are served as files; each is hashed once per process
+    // before it is handed out.
     verified_raw: Mutex<HashSet<Digest>>,
 }
 
@@ -357,14 +358,28 @@ impl BlobService for LocalBlobService {
             }
             Codec::Zstd => {
                 let cached = self.cache_path(digest);
-                if let Ok(file) = File::open(&cached) {
-                    // A copy of the wrong length is a torn write from a crash: replace it.
-                    let expected = self.raw_size(&object)?;
-                    if file.metadata().map(|m| m.len()).ok() == Some(expected) {
+                if let Ok(mut file) = File::open(&cached) {
+                    if self.verified_raw.lock().unwrap().contains(digest) {
                         return Ok(file);
                     }
+                    // Copies are written without fsync and may have been touched since: each
+                    // process hashes a copy once before trusting it, and rebuilds a bad one.
+                    let mut hasher = DigestWriter::new();
+                    if io::copy(&mut file, &mut hasher).is_ok()
+                        && hasher.finish() == *digest
+                        && file.seek(SeekFrom::Start(0)).is_ok()
+                    {
+                        self.verified_raw.lock().unwrap().insert(*digest);
+                        return Ok(file);
+                    }
+                    log::warn!(
+                        "cached copy {} is damaged; decompressing it again",
+                        cached.display()
+                    );
                 }
-                self.fill_cache(&object)
+                let file = self.fill_cache(&object)?;
+                self.verified_raw.lock().unwrap().insert(*digest);
+                Ok(file)
             }
         }
     }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <store>/
-//! ├── builds/<name>-<hash>-<token>/   one directory per build attempt
+//! ├── builds/<name>-<hash>-<pid>-<n>/ one directory per build attempt
 //! │   ├── build/                      $BUILD: build.json, unpacked sources, the job's cwd
 //! │   ├── artifact/                   staging: what the job installs into $ARTIFACT
 //! │   ├── scaffold/                   tmpfs mount point of the sandbox (see `sandbox`)
@@ -159,6 +159,9 @@ pub fn build(
         .open(&lock_path)
         .map_err(io_err("open", &lock_path))?;
     lock.lock().map_err(io_err("lock", &lock_path))?;
+    // Shared GC lock until the artifact is registered: GC cannot sweep the imports, the
+    // sources found present or the objects this build commits before they are referenced.
+    let _writer = store.writer_lock()?;
     // Whoever held the lock may have built it meanwhile.
     if let Some(record) = registered(store, &spec.id)? {
         return Ok(BuildOutcome::Cached(record));

@@ -159,7 +159,8 @@ impl CachedBlobService {
 
     fn fresh_tmp(&self) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.tmp.join(format!("{}-{n}", std::process::id()))
+        // Random, not just pid + counter: mounts in other pid namespaces share the cache.
+        self.tmp.join(format!("{}-{n}", crate::scratch::random_token()))
     }
 
     /// Moves a verified temp file into place and accounts for it.

@@ -113,6 +113,8 @@ pub fn publish(
     for (_, _, doc) in &docs {
         for artifact in &doc.artifacts {
             walk.tree(blobs.as_ref(), &artifact.root)?;
+            // The tree a profile shows when rules apply (what the view reads).
+            walk.tree(blobs.as_ref(), &artifact.shown_root())?;
         }
     }
 
@@ -159,7 +161,7 @@ pub fn publish(
         writer.put_local(store, document, Phase::Data)?;
         let mut own = Walk::default();
         for artifact in &doc.artifacts {
-            own.tree(blobs.as_ref(), &artifact.root)?;
+            own.tree(blobs.as_ref(), &artifact.shown_root())?;
         }
         let mut packed = Vec::with_capacity(own.trees.len());
         let mut order: Vec<_> = own.trees.iter().copied().collect();
