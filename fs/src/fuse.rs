@@ -69,6 +69,7 @@ pub struct HdistFs {
     uid: u32,
     gid: u32,
     passthrough: AtomicBool,
+    no_opendir: AtomicBool,
     open: Mutex<OpenTable>,
     // The most recently opened files stay open (with their passthrough backing ids), so
     // reopening one costs no open(2), hashing check or backing registration.
@@ -84,6 +85,7 @@ impl HdistFs {
             uid,
             gid,
             passthrough: AtomicBool::new(false),
+            no_opendir: AtomicBool::new(false),
             open: Mutex::new(OpenTable::default()),
             recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_OPEN_FILES)),
             next_fh: AtomicU64::new(1),
@@ -281,6 +283,15 @@ impl Filesystem for HdistFs {
             | InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_MAX_PAGES;
         let _ = config.add_capabilities(wanted & offered);
+        // Zero-message opendir: the kernel stops sending OPENDIR/RELEASEDIR (two round
+        // trips per directory a walk enters) once opendir answers ENOSYS.
+        if offered.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            && config
+                .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+                .is_ok()
+        {
+            self.no_opendir.store(true, Ordering::Relaxed);
+        }
         // Passthrough needs the kernel's offer and CAP_SYS_ADMIN (checked at first open).
         if offered.contains(InitFlags::FUSE_PASSTHROUGH)
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
@@ -379,6 +390,9 @@ impl Filesystem for HdistFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.kind(ino) {
+            Ok(kind) if kind.is_dir() && self.no_opendir.load(Ordering::Relaxed) => {
+                reply.error(Errno::ENOSYS)
+            }
             Ok(kind) if kind.is_dir() => {
                 let flags = if kind.is_volatile() {
                     FopenFlags::empty()
