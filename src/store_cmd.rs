@@ -55,6 +55,10 @@ pub enum StoreCommand {
     },
     /// Rebuild the index from the objects and artifact documents.
     Reindex,
+    /// Keep an artifact through GC even if no profile uses it.
+    Pin { id: String },
+    /// Remove a pin.
+    Unpin { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -201,6 +205,18 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
                 println!("dedup ratio:       {dedup:.2}");
                 println!("compression ratio: {compression:.2}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Pin { id } => {
+            let record = store.find_artifact(&id)?;
+            store.pin(&record.id)?;
+            println!("pinned {}", record.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Unpin { id } => {
+            let record = store.find_artifact(&id)?;
+            store.unpin(&record.id)?;
+            println!("unpinned {}", record.id);
             Ok(ExitCode::SUCCESS)
         }
         StoreCommand::Reindex => {

@@ -67,15 +67,29 @@ fn mounts_follow_generations_open_files_survive_and_gc_frees_what_was_removed() 
     t.ok(["profile", "switch", "p", "2"]);
     assert!(wait_for(Duration::from_secs(1), || !mnt.join("bin/b").exists()));
 
+    // A pin keeps an artifact no profile uses; unpinned, GC frees it.
+    let c = t.path("c");
+    fs::create_dir_all(&c).unwrap();
+    fs::write(c.join("pinned"), "kept by a pin").unwrap();
+    let pinned = t.add(&c, "c");
+    t.ok(["store", "pin", &pinned]);
+    let kept: serde_json::Value = serde_json::from_str(&t.ok(["gc", "--dry-run", "--json"])).unwrap();
+    assert!(!kept["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == &serde_json::json!(pinned)));
+    t.ok(["store", "unpin", &pinned]);
+
     // GC keeping only current generations frees b's objects and nothing a profile needs.
     let dry: serde_json::Value =
         serde_json::from_str(&t.ok(["gc", "--dry-run", "--keep-generations", "0", "--json"])).unwrap();
-    assert_eq!(dry["artifacts"], serde_json::json!([b]));
+    assert_eq!(dry["artifacts"], serde_json::json!([b, pinned]));
     assert!(mnt.join("bin/a").exists());
     let before = t.stats()["objects"].as_u64().unwrap();
     let report: serde_json::Value =
         serde_json::from_str(&t.ok(["gc", "--keep-generations", "0", "--json"])).unwrap();
-    assert_eq!(report["artifacts"], serde_json::json!([b]));
+    assert_eq!(report["artifacts"], serde_json::json!([b, pinned]));
     assert!(report["objects"].as_u64().unwrap() >= 3, "{report}");
     assert_eq!(
         t.stats()["objects"].as_u64().unwrap(),

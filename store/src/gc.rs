@@ -1,7 +1,8 @@
 //! Garbage collection: mark from roots, sweep the rest.
 //!
 //! Roots: every profile's current generation and the newest `keep_generations` others, the
-//! profiles and artifacts of live mounts, and sources fetched with the `keep` policy. From
+//! profiles and artifacts of live mounts, pinned artifacts (`hdist store pin`), and sources
+//! fetched with the `keep` policy. From
 //! them the mark follows profile documents (and the trees their rules produced), artifacts
 //! (root trees, build logs, and, transitively, the artifacts they imported, since builds link
 //! against imports at their final paths), trees and blobs. Everything unmarked goes: objects,
@@ -107,8 +108,9 @@ impl Store {
         let records: HashMap<ArtifactId, ArtifactRecord> =
             self.artifacts()?.into_iter().map(|r| (r.id.clone(), r)).collect();
 
-        // Roots: profile generations.
+        // Roots: live mounts' artifacts, pins, profile generations.
         let mut keep_artifacts: Vec<ArtifactId> = options.live_artifacts.clone();
+        keep_artifacts.extend(self.pins()?);
         let mut doomed_generations = Vec::new();
         for name in self.profile_names()? {
             let current = self.current_generation(&name)?.map(|g| g.number);

@@ -284,6 +284,48 @@ impl Store {
             .map_err(StoreError::io("write artifact document", &path))
     }
 
+    fn pin_path(&self, id: &ArtifactId) -> PathBuf {
+        self.root.join("pins").join(id.name()).join(id.hash().to_string())
+    }
+
+    /// Pins an artifact: GC keeps it (and what it imported) even if no profile uses it.
+    pub fn pin(&self, id: &ArtifactId) -> Result<(), StoreError> {
+        let path = self.pin_path(id);
+        self.scratch
+            .write_atomic(&path, format!("{id}\n").as_bytes())
+            .map_err(StoreError::io("write pin", &path))
+    }
+
+    /// Removes a pin (absent pins are fine).
+    pub fn unpin(&self, id: &ArtifactId) -> Result<(), StoreError> {
+        let path = self.pin_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("remove pin", path)(e)),
+        }
+    }
+
+    /// Every pinned artifact id.
+    pub fn pins(&self) -> Result<Vec<ArtifactId>, StoreError> {
+        let mut out = Vec::new();
+        let dir = self.root.join("pins");
+        for name in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            for hash in fs::read_dir(name.path()).into_iter().flatten().flatten() {
+                let id = format!(
+                    "{}/{}",
+                    name.file_name().to_string_lossy(),
+                    hash.file_name().to_string_lossy()
+                );
+                if let Ok(id) = id.parse() {
+                    out.push(id);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The artifact's on-disk document (which, unlike the index row, carries the build log).
     pub fn artifact_document(&self, id: &ArtifactId) -> Result<Option<ArtifactRecord>, StoreError> {
         self.read_document(id)
