@@ -257,7 +257,7 @@ impl LocalBlobService {
 
     fn cache_counter(&self) -> &AtomicU64 {
         self.cache_bytes.get_or_init(|| {
-            let total = walk_files(&self.cache).iter().map(|(_, len, _)| len).sum();
+            let total = walk_fanout(&self.cache).iter().map(|(_, len, _)| len).sum();
             AtomicU64::new(total)
         })
     }
@@ -303,7 +303,7 @@ impl LocalBlobService {
     /// Removes the oldest cached copies until the cache is at 90 % of its bound. Open handles
     /// keep working: an unlinked file stays readable through its descriptors.
     fn evict_cache(&self) {
-        let mut files = walk_files(&self.cache);
+        let mut files = walk_fanout(&self.cache);
         files.sort_by_key(|(_, _, mtime)| *mtime);
         let target = self.cache_limit / 10 * 9;
         let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
@@ -582,7 +582,8 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn walk_files(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+/// Every file one level below the fan-out directories of `dir`: (path, length, mtime).
+pub fn walk_fanout(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     let mut out = Vec::new();
     let Ok(fanouts) = fs::read_dir(dir) else {
         return out;

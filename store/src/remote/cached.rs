@@ -153,8 +153,14 @@ impl CachedBlobService {
     }
 
     fn counter(&self) -> &AtomicU64 {
-        self.bytes
-            .get_or_init(|| AtomicU64::new(walk(&self.objects).iter().map(|(_, len, _)| len).sum()))
+        self.bytes.get_or_init(|| {
+            AtomicU64::new(
+                crate::blob::walk_fanout(&self.objects)
+                    .iter()
+                    .map(|(_, len, _)| len)
+                    .sum(),
+            )
+        })
     }
 
     fn fresh_tmp(&self) -> PathBuf {
@@ -339,7 +345,7 @@ impl CachedBlobService {
 
     /// Removes the least recently used copies until the cache is at 90 % of its bound.
     fn evict(&self) {
-        let mut files = walk(&self.objects);
+        let mut files = crate::blob::walk_fanout(&self.objects);
         files.sort_by_key(|(_, _, mtime)| *mtime);
         let target = self.options.limit / 10 * 9;
         let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
@@ -464,23 +470,4 @@ fn sweep_tmp(tmp: &Path) {
             let _ = fs::remove_file(entry.path());
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<(PathBuf, u64, SystemTime)> {
-    let mut out = Vec::new();
-    let Ok(fanouts) = fs::read_dir(dir) else {
-        return out;
-    };
-    for fanout in fanouts.flatten() {
-        let Ok(entries) = fs::read_dir(fanout.path()) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if let Ok(meta) = entry.metadata() {
-                let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-                out.push((entry.path(), meta.len(), mtime));
-            }
-        }
-    }
-    out
 }
