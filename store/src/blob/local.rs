@@ -408,6 +408,15 @@ impl BlobService for LocalBlobService {
     }
 }
 
+impl Drop for LocalBlobService {
+    fn drop(&mut self) {
+        // A short-lived command must not leave a half-initialised store behind.
+        if let Err(e) = self.fanouts_ready() {
+            log::warn!("{e}");
+        }
+    }
+}
+
 /// A set of additions made durable together by [`IngestBatch::commit`].
 ///
 /// `put_*` write each new object to a scratch file without syncing; `commit` syncs the file
