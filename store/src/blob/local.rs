@@ -62,8 +62,6 @@ pub struct PutOutcome {
 #[derive(Debug)]
 pub struct LocalBlobService {
     objects: PathBuf,
-    // Creation of the fan-out directories of a new store, until joined.
-    fanouts: Mutex<Option<std::thread::JoinHandle<io::Result<()>>>>,
     cache: PathBuf,
     linkfarm: PathBuf,
     cache_limit: u64,
@@ -82,27 +80,19 @@ impl LocalBlobService {
         for dir in [&objects, &cache] {
             fs::create_dir_all(dir).map_err(BlobError::io("create directory", dir))?;
         }
-        // All 256 fan-out directories exist before the first object is renamed into place, so
-        // adding an object never creates one (a mkdir per object was a third of an ingest's
-        // system time). A new store creates them on a thread of its own, overlapping the
-        // first ingest's hashing and compression; renames wait for it (`fanouts_ready`).
-        let fanouts = if objects.join("ff").is_dir() {
-            None
-        } else {
-            let dir = objects.clone();
-            Some(std::thread::spawn(move || -> io::Result<()> {
-                for byte in 0..=255u8 {
-                    match fs::create_dir(dir.join(format!("{byte:02x}"))) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                        Err(e) => return Err(e),
-                    }
+        // All 256 fan-out directories exist from the start, so adding an object never has to
+        // create one (a mkdir per object was a third of an ingest's system time).
+        if !objects.join("ff").is_dir() {
+            for byte in 0..=255u8 {
+                let fanout = objects.join(format!("{byte:02x}"));
+                match fs::create_dir(&fanout) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(BlobError::io("create directory", &fanout)(e)),
                 }
-                Ok(())
-            }))
-        };
+            }
+        }
         Ok(LocalBlobService {
-            fanouts: Mutex::new(fanouts),
             objects,
             cache,
             linkfarm: root.join("linkfarm"),
@@ -132,19 +122,6 @@ impl LocalBlobService {
             Codec::Zstd => path.push(format!("{hex}.zst")),
         }
         path
-    }
-
-    /// Waits until the fan-out directories of a new store exist.
-    fn fanouts_ready(&self) -> Result<(), BlobError> {
-        let Some(handle) = self.fanouts.lock().unwrap().take() else {
-            return Ok(());
-        };
-        match handle.join() {
-            Ok(result) => result.map_err(BlobError::io("create fan-out directories in", &self.objects)),
-            Err(_) => Err(BlobError::io("create fan-out directories in", &self.objects)(
-                io::Error::other("the thread creating them panicked"),
-            )),
-        }
     }
 
     /// Finds an object on disk.
@@ -408,15 +385,6 @@ impl BlobService for LocalBlobService {
     }
 }
 
-impl Drop for LocalBlobService {
-    fn drop(&mut self) {
-        // A short-lived command must not leave a half-initialised store behind.
-        if let Err(e) = self.fanouts_ready() {
-            log::warn!("{e}");
-        }
-    }
-}
-
 /// A set of additions made durable together by [`IngestBatch::commit`].
 ///
 /// `put_*` write each new object to a scratch file without syncing; `commit` syncs the file
@@ -548,7 +516,6 @@ impl IngestBatch<'_> {
         if pending.is_empty() {
             return Ok(Vec::new());
         }
-        self.blobs.fanouts_ready()?;
         let scratch_dir = self.blobs.scratch.dir();
         syncfs(scratch_dir).map_err(BlobError::io("sync", scratch_dir))?;
         let mut stored = Vec::with_capacity(pending.len());
