@@ -16,7 +16,7 @@ set -euo pipefail
 NODES="${1:-3}"
 need_pkgs nginx-light fuse3 util-linux zstd
 "$ROOT/scripts/fetch-corpus.sh" cpython >/dev/null
-build_hdist
+if [[ -z "${HDIST:-}" ]]; then build_hdist || die "cargo build failed"; fi  # HDIST=path uses that binary (the tests do)
 CPY="$CACHE_DIR/corpus/cpython/usr"
 
 WORK="$(mktemp -d /tmp/hdist-cluster.XXXXXX)"

@@ -439,3 +439,46 @@ fn python_runs_from_a_remote_mount_with_a_prefetch_list() {
     ]));
     assert!(out.contains("[1]"), "{out}");
 }
+
+/// The whole cluster simulation (scripts/cluster-demo.sh): nginx on 127.0.0.1, three nodes in
+/// their own mount namespaces with their own caches, all running python from the same remote
+/// profile; then the faults: server stopped mid-run (cached files work, uncached fail fast,
+/// recovery), a corrupted object and a manifest signed by another key (both refused).
+#[test]
+fn cluster_demo_three_nodes_and_faults() {
+    if !crate::util::fuse_available() {
+        return;
+    }
+    let Some(corpus) = crate::util::corpus("cpython") else {
+        return;
+    };
+    let cache = corpus
+        .parent()
+        .and_then(|c| c.parent())
+        .expect("corpus lives in <cache>/corpus");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster-demo.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("3")
+        .env("HDIST", crate::util::hdist_bin())
+        .env("HDIST_CACHE", cache)
+        .output()
+        .expect("run cluster-demo.sh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "cluster demo failed:\n{text}");
+    for expected in [
+        "node 1: python 3.11.2 ok",
+        "node 2: python 3.11.2 ok",
+        "node 3: python 3.11.2 ok",
+        "recovered after the server came back",
+        "corrupt object refused",
+        "foreign manifest refused",
+        "cluster demo: all checks passed",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
