@@ -6,25 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{corpus, fuse_available, run_ok, stderr, wait_for, MountGuard, TestStore};
+use crate::util::{
+    corpus, fuse_available, run_ok, specs_dir, stderr, view_guard, wait_for, write_file, MountGuard,
+    TestStore,
+};
 
 fn stacks_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stacks")
-}
-
-fn specs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/specs")
-}
-
-/// Unmounts the store-wide view the build commands mount on demand.
-fn view_guard(t: &TestStore) -> MountGuard {
-    MountGuard::new(&t.store().join("view"))
-}
-
-fn write(t: &TestStore, name: &str, text: &str) -> PathBuf {
-    let path = t.path(name);
-    fs::write(&path, text).unwrap();
-    path
 }
 
 /// Generation files of a profile (`1`, `2`, …), sorted.
@@ -50,7 +38,7 @@ fn status_json(t: &TestStore, stack: &Path) -> serde_json::Value {
 fn hello_zlib_stack(t: &TestStore, debsrc: &Path) -> PathBuf {
     let text = fs::read_to_string(stacks_dir().join("hello-zlib.toml")).unwrap();
     let text = text.replace("../../.cache/corpus/debsrc", &debsrc.display().to_string());
-    write(t, "hello-zlib.toml", &text)
+    write_file(t, "hello-zlib.toml", &text)
 }
 
 #[test]
@@ -163,7 +151,7 @@ fn six_package_stack_builds_in_parallel_and_an_unchanged_up_is_a_fast_no_op() {
     }
     let t = TestStore::new();
     let _view = view_guard(&t);
-    let stack = write(
+    let stack = write_file(
         &t,
         "six.toml",
         &fs::read_to_string(stacks_dir().join("six.toml")).unwrap(),
@@ -254,11 +242,11 @@ fn bad_stack_files_fail_with_a_position_and_change_nothing() {
     let good = "[stack]\nprofile = \"p\"\n\n\
                 [[package]]\nname = \"a\"\nfiles = [{ target = \"$ARTIFACT/a\", text = [\"a\"] }]\n\
                 build = [{ hit = [\"build-write-files\"] }]\n";
-    let stack = write(&t, "stack.toml", good);
+    let stack = write_file(&t, "stack.toml", good);
     // A bad file fails before the store is even created.
     let out = t.fails([
         "up".as_ref(),
-        write(&t, "bad.toml", "[[package]]\nname = = 1\n").as_os_str(),
+        write_file(&t, "bad.toml", "[[package]]\nname = = 1\n").as_os_str(),
     ]);
     assert!(stderr(&out).contains("bad.toml:2:8:"), "{}", stderr(&out));
     assert!(!t.store().exists(), "a bad stack file created the store");
@@ -312,7 +300,7 @@ fn bad_stack_files_fail_with_a_position_and_change_nothing() {
         ),
     ];
     for (text, position, words) in cases {
-        let bad = write(&t, "bad.toml", &text);
+        let bad = write_file(&t, "bad.toml", &text);
         for command in ["up", "status"] {
             let out = t.fails([command.as_ref(), bad.as_os_str()]);
             let err = stderr(&out);
@@ -359,7 +347,7 @@ fn bad_stack_files_fail_with_a_position_and_change_nothing() {
             )
         )
     );
-    let bad = write(&t, "bad.toml", &wrong);
+    let bad = write_file(&t, "bad.toml", &wrong);
     let out = t
         .cmd(["fetch".as_ref(), "--stack".as_ref(), bad.as_os_str()])
         .output()

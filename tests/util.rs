@@ -234,3 +234,20 @@ pub fn sample_tree(root: &Path) {
     let odd = std::ffi::OsStr::from_bytes(b"odd-\xff\xfe name");
     fs::write(root.join("share").join(odd), b"non-utf8 name").unwrap();
 }
+
+/// `scripts/specs/` of the repository.
+pub fn specs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/specs")
+}
+
+/// Unmounts the store-wide view (`<store>/view`) that build commands mount on demand.
+pub fn view_guard(t: &TestStore) -> MountGuard {
+    MountGuard::new(&t.store().join("view"))
+}
+
+/// Writes `text` to a file in the test's scratch area and returns its path.
+pub fn write_file(t: &TestStore, name: &str, text: &str) -> PathBuf {
+    let path = t.path(name);
+    fs::write(&path, text).unwrap();
+    path
+}
