@@ -6,14 +6,14 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    corpus, fuse_available, is_mounted, run_ok, specs_dir, stderr, view_guard, wait_for, MountGuard,
-    TestStore,
+    corpus, fuse_available, is_mounted, run_ok, specs_dir, stderr, view_guard, wait_for, write_file,
+    MountGuard, TestStore,
 };
 
 #[test]
 fn id_matches_hashdist_and_malformed_specs_name_the_field() {
     let t = TestStore::new();
-    let spec = crate::util::write_file(&t, "foo.json", r#"{"name":"fooname","build":{"commands":[]}}"#);
+    let spec = write_file(&t, "foo.json", r#"{"name":"fooname","build":{"commands":[]}}"#);
     assert_eq!(
         t.ok(["id".as_ref(), spec.as_os_str()]).trim(),
         "fooname/cwfxs3bhjvlxoczwlxlexklpeoewybcn"
@@ -30,7 +30,7 @@ fn id_matches_hashdist_and_malformed_specs_name_the_field() {
         ),
     ];
     for (json, expected) in cases {
-        let spec = crate::util::write_file(&t, "bad.json", json);
+        let spec = write_file(&t, "bad.json", json);
         let out = t.fails(["build".as_ref(), spec.as_os_str()]);
         let err = stderr(&out);
         assert!(
@@ -39,7 +39,7 @@ fn id_matches_hashdist_and_malformed_specs_name_the_field() {
         );
     }
     // An import the store does not have.
-    let spec = crate::util::write_file(
+    let spec = write_file(
         &t,
         "imp.json",
         r#"{"name":"x","build":{"import":[{"ref":"Y","id":"y/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}],"commands":[]}}"#,
@@ -60,7 +60,7 @@ fn failing_build_registers_nothing_and_reports_the_command() {
     }
     let t = TestStore::new();
     let _view = view_guard(&t);
-    let spec = crate::util::write_file(
+    let spec = write_file(
         &t,
         "fail.json",
         r#"{"name":"failing","build":{"commands":[
@@ -76,7 +76,7 @@ fn failing_build_registers_nothing_and_reports_the_command() {
     assert_eq!(t.ok(["ls"]).trim(), "", "nothing may be registered");
     t.ok(["-q", "store", "verify"]);
     // The environment is cleared: a variable of ours does not reach the job.
-    let spec = crate::util::write_file(
+    let spec = write_file(
         &t,
         "env.json",
         r#"{"name":"envcheck","build":{"commands":[
@@ -187,7 +187,7 @@ fn concurrent_builds_of_one_spec_and_kill_9_mid_build() {
     }
     let t = TestStore::new();
     let _view = view_guard(&t);
-    let spec = crate::util::write_file(
+    let spec = write_file(
         &t,
         "slow.json",
         r#"{"name":"slow","build":{"commands":[

@@ -234,19 +234,32 @@ impl Store {
             let Some(number) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else {
                 continue;
             };
-            let text = fs::read_to_string(entry.path()).map_err(StoreError::io("read", entry.path()))?;
-            let document = Digest::from_hex(text.trim()).map_err(|_| StoreError::BadProfile {
-                path: entry.path(),
-                reason: "not a digest".to_string(),
-            })?;
-            out.push(Generation {
-                name: name.to_string(),
-                number,
-                document,
-            });
+            // GC may remove an old generation while we list.
+            if let Some(generation) = self.read_generation(name, number)? {
+                out.push(generation);
+            }
         }
         out.sort_by_key(|g| g.number);
         Ok(out)
+    }
+
+    /// Generation `number` of `name`, if it exists.
+    fn read_generation(&self, name: &str, number: u64) -> Result<Option<Generation>, StoreError> {
+        let path = self.profile_dir(name).join(number.to_string());
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("read", &path)(e)),
+        };
+        let document = Digest::from_hex(text.trim()).map_err(|_| StoreError::BadProfile {
+            path,
+            reason: "not a digest".to_string(),
+        })?;
+        Ok(Some(Generation {
+            name: name.to_string(),
+            number,
+            document,
+        }))
     }
 
     /// The current generation of `name`, if the profile exists.
@@ -261,7 +274,8 @@ impl Store {
             path: path.clone(),
             reason: "not a generation number".to_string(),
         })?;
-        Ok(self.generations(name)?.into_iter().find(|g| g.number == number))
+        // Only the current generation's file: mounts call this on every change notification.
+        self.read_generation(name, number)
     }
 
     /// Names of all profiles that have a current generation.

@@ -300,22 +300,9 @@ impl LocalBlobService {
         Ok(size)
     }
 
-    /// Removes the oldest cached copies until the cache is at 90 % of its bound. Open handles
-    /// keep working: an unlinked file stays readable through its descriptors.
     fn evict_cache(&self) {
-        let mut files = walk_fanout(&self.cache);
-        files.sort_by_key(|(_, _, mtime)| *mtime);
-        let target = self.cache_limit / 10 * 9;
-        let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
-        for (path, len, _) in files {
-            if total <= target {
-                break;
-            }
-            if fs::remove_file(&path).is_ok() {
-                total -= len;
-            }
-        }
-        self.cache_counter().store(total, Ordering::Relaxed);
+        self.cache_counter()
+            .store(evict_oldest(&self.cache, self.cache_limit), Ordering::Relaxed);
     }
 }
 
@@ -580,6 +567,25 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+/// Removes the oldest files (by mtime) below the fan-out directories of `dir` until their
+/// total is at 90 % of `limit`; returns the total left. Open handles keep working: an unlinked
+/// file stays readable through its descriptors.
+pub fn evict_oldest(dir: &Path, limit: u64) -> u64 {
+    let mut files = walk_fanout(dir);
+    files.sort_by_key(|(_, _, mtime)| *mtime);
+    let target = limit / 10 * 9;
+    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+    for (path, len, _) in files {
+        if total <= target {
+            break;
+        }
+        if fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
+    }
+    total
 }
 
 /// Every file one level below the fan-out directories of `dir`: (path, length, mtime).

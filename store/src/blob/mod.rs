@@ -11,7 +11,7 @@
 
 mod local;
 
-pub use local::{walk_fanout, IngestBatch, LocalBlobService, PutOutcome, StoredObject};
+pub use local::{evict_oldest, walk_fanout, IngestBatch, LocalBlobService, PutOutcome, StoredObject};
 
 use std::fs::File;
 use std::io;

@@ -345,19 +345,8 @@ impl CachedBlobService {
 
     /// Removes the least recently used copies until the cache is at 90 % of its bound.
     fn evict(&self) {
-        let mut files = crate::blob::walk_fanout(&self.objects);
-        files.sort_by_key(|(_, _, mtime)| *mtime);
-        let target = self.options.limit / 10 * 9;
-        let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
-        for (path, len, _) in files {
-            if total <= target {
-                break;
-            }
-            if fs::remove_file(&path).is_ok() {
-                total -= len;
-            }
-        }
-        self.counter().store(total, Ordering::Relaxed);
+        let left = crate::blob::evict_oldest(&self.objects, self.options.limit);
+        self.counter().store(left, Ordering::Relaxed);
     }
 }
 
