@@ -37,7 +37,8 @@ id=$("$HDIST" -q store add "$CPY" --name cpython --version 3.11)
 KEY=$("$HDIST" key generate 2>/dev/null)
 "$HDIST" -q publish --to "$WORK/pub"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A free port from the corpus's own Python (the host may have none, or one tied to a home dir).
+PORT=$(PYTHONHOME="$CPY" "$CPY/bin/python3.11" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$WORK/nginx/tmp"
 cat >"$WORK/nginx/nginx.conf" <<EOF
 daemon on; worker_processes 2; pid $WORK/nginx/nginx.pid; error_log $WORK/nginx/error.log;

@@ -3,8 +3,12 @@
 #
 #   scripts/demo.sh
 #
-# 1. fetches Debian's CPython 3.11 and a numpy wheel (scripts/fetch-corpus.sh, cached),
-# 2. builds hdist, ingests both as artifacts into a fresh store (dedup + compression stats),
+# 0. installs the Debian packages it needs (fuse3, build-essential, pkg-config) if missing,
+# 1. fetches Debian's CPython 3.11, numpy wheels and three upstream tarballs (scripts/
+#    fetch-corpus.sh: pinned in scripts/corpus.lock, hash-checked, cached in .cache/),
+# 2. builds hdist (cargo build --release: about 5 min the first time on 2 cores) and installs
+#    it with `cargo install --path .` so `hdist` is on PATH (~/.cargo/bin; skip with
+#    HDIST_NO_INSTALL=1), then ingests both as artifacts into a fresh store,
 # 3. verifies the store and exports an artifact byte for byte,
 # 4. makes a profile of the two, mounts it, and runs python3 from the mount's bin/ on $PATH,
 # 5. unmounts,
@@ -17,10 +21,16 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+START=$SECONDS
 need_pkgs fuse3 build-essential pkg-config
 "$ROOT/scripts/fetch-corpus.sh" cpython numpy debsrc
+export HDIST_FRESH_CORPUS=0
 CORPUS="$CACHE_DIR/corpus"
 build_hdist || die "cargo build failed"
+if [[ "${HDIST_NO_INSTALL:-0}" != 1 ]]; then
+    install_hdist || die "cargo install --path . failed"
+fi
+BUILT=$SECONDS
 
 WORK="${HDIST_DEMO_DIR:-$(mktemp -d /tmp/hdist-demo.XXXXXX)}"
 mkdir -p "$WORK"
@@ -102,11 +112,12 @@ eval "$(hd env tools)"
 hd module tools | head -n 6
 
 step "uninstall minigzip: remove it from the stack and run up again (the mount follows)"
-grep -v '^#' "$WORK/stack.toml" | python3 -c "
-import sys
-text = sys.stdin.read()
-i = text.index('[[package]]\nname = \"minigzip\"')
-sys.stdout.write(text[:i])" >"$WORK/stack-without.toml"
+# Everything before minigzip's [[package]] table.
+awk '/^\[\[package\]\]/ { table = 1; buf = $0; next }
+     table && /^name = "minigzip"/ { exit }
+     table { print buf; table = 0 }
+     !/^#/ { print }' "$WORK/stack.toml" >"$WORK/stack-without.toml"
+grep -q minigzip "$WORK/stack-without.toml" && die "could not cut minigzip out of the stack"
 hd up "$WORK/stack-without.toml"
 sleep 0.2
 ls "$MNT/bin"
@@ -117,4 +128,6 @@ ls "$MNT/bin"
 hd gc --dry-run
 hd umount "$MNT"
 hd umount "$STORE/view" 2>/dev/null || true
-echo "demo finished: store in $STORE"
+log "set-up (packages, corpus, build) $((BUILT - START)) s, demo $((SECONDS - BUILT)) s"
+if [[ -n "${HDIST_DEMO_DIR:-}" ]]; then where="store kept in $STORE"; else where="its store ($STORE) is removed on exit; HDIST_DEMO_DIR=DIR keeps it"; fi
+echo "demo finished: ingested CPython + numpy and ran python from a mounted profile; built hello, zlib, minigzip with hdist up and ran them from the mount; $where"

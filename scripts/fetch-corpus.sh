@@ -3,21 +3,26 @@
 #
 #   scripts/fetch-corpus.sh [cpython] [numpy] [debsrc]     (no argument = all parts)
 #
-# Parts (each skipped when its done-marker in $CACHE_DIR/corpus/.done/ exists):
+# Every download is pinned by version and SHA-256 in scripts/corpus.lock (override the file
+# with HDIST_CORPUS_LOCK). Each run checks every cached download and every extracted tree
+# against what was recorded, and fetches again what does not match. A part appears in the
+# corpus only once it is complete; a part that cannot be fetched is removed, never left half.
+#
+# Parts:
 #   cpython  Debian bookworm's CPython 3.11 (python3.11, python3.11-minimal,
 #            libpython3.11-stdlib, libpython3.11-minimal) extracted with dpkg -x into
 #            corpus/cpython, so it holds usr/bin/python3.11 and usr/lib/python3.11/...;
 #            usr/bin/python3 -> python3.11 is added. Runs as a prefix with
 #            PYTHONHOME=corpus/cpython/usr (shared libraries come from the host).
-#   numpy    three consecutive numpy releases (CPython 3.11, manylinux x86_64 wheels),
-#            each unzipped into corpus/numpy/<version>/. Override the list with
-#            HDIST_NUMPY_VERSIONS="1.26.2 1.26.3 1.26.4".
-#   debsrc   upstream tarballs (*.orig.tar.*) of the Debian source packages hello,
-#            zlib and pigz (gzip if pigz can't be had; override the list with
-#            HDIST_DEBSRC_PKGS="hello zlib pigz|gzip"), in corpus/debsrc/, listed in corpus/debsrc/MANIFEST as
-#            "<filename> <sha256> <size-in-bytes>" lines. Enables deb-src in apt.
+#   numpy    three numpy releases (CPython 3.11, manylinux x86_64 wheels), each unzipped into
+#            corpus/numpy/<version>/.
+#   debsrc   upstream tarballs (*.orig.tar.*) of the Debian source packages hello, zlib and
+#            gzip, in corpus/debsrc/, listed in corpus/debsrc/MANIFEST as
+#            "<filename> <sha256> <size-in-bytes>" lines. Adds a deb-src entry to apt
+#            (/etc/apt/sources.list.d/hdist-debsrc.sources) unless one exists.
 #
-# Downloads use only Debian's apt mirrors and PyPI. Safe to re-run (idempotent).
+# HDIST_FRESH_CORPUS=1 empties the corpus and download caches first (the fresh-machine path).
+# Downloads use only Debian's apt mirrors and PyPI. Safe to re-run and to run concurrently.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,199 +30,121 @@ set -euo pipefail
 CORPUS="$CACHE_DIR/corpus"
 DONE="$CORPUS/.done"
 DOWNLOADS="$CACHE_DIR/downloads"
-
-CPYTHON_PKGS=(python3.11 python3.11-minimal libpython3.11-stdlib libpython3.11-minimal)
-CPYTHON_CHECK_MODULES="json, sqlite3, ssl, decimal, asyncio, email, hashlib, zlib, ctypes"
-read -r -a NUMPY_VERSIONS <<<"${HDIST_NUMPY_VERSIONS:-1.26.2 1.26.3 1.26.4}"
-# "a|b": take source package a, or b if the mirror can't serve a (this mirror
-# answers 404 for pigz 2.6's tarballs, so gzip stands in for it there).
-read -r -a DEBSRC_PKGS <<<"${HDIST_DEBSRC_PKGS:-hello zlib pigz|gzip}"
+LOCK_FILE="${HDIST_CORPUS_LOCK:-$ROOT/scripts/corpus.lock}"
 DEBSRC_SOURCES=/etc/apt/sources.list.d/hdist-debsrc.sources
+CPYTHON_CHECK_MODULES="json, sqlite3, ssl, decimal, asyncio, email, hashlib, zlib, ctypes"
 
 usage() {
     sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"
 }
 
-TMPDIRS=()
-cleanup() {
-    local d
-    for d in "${TMPDIRS[@]}"; do
-        rm -rf "$d"
-    done
-}
-trap cleanup EXIT
+# Scratch space of this run, on the cache filesystem (so mv is a rename); removed at exit,
+# including what subshells made in it.
+mkdir -p "$CACHE_DIR"
+RUN_TMP="$(mktemp -d "$CACHE_DIR/tmp.XXXXXX")"
+trap 'rm -rf "$RUN_TMP"' EXIT
 
-# new_tmp VAR : create a scratch dir on the cache filesystem (so mv is a rename)
+# new_tmp VAR : a fresh scratch directory
 new_tmp() {
     local d
-    mkdir -p "$CACHE_DIR"
-    d="$(mktemp -d "$CACHE_DIR/tmp.XXXXXX")"
-    TMPDIRS+=("$d")
+    d="$(mktemp -d "$RUN_TMP/XXXXXX")"
     printf -v "$1" '%s' "$d"
 }
 
-is_done() { [[ -f "$DONE/$1" ]]; }
+size_h() { numfmt --to=iec --suffix=B "$1" 2>/dev/null || echo "$1 B"; }
 
-mark_done() {
-    mkdir -p "$DONE"
-    printf '%s\n' "${2:-done}" >"$DONE/$1"
+# ------------------------------------------------------------ the lock file
+
+# lock_lines PART : the lock file's lines of PART as "name version file sha256 size"
+lock_lines() {
+    [[ -f "$LOCK_FILE" ]] || die "lock file $LOCK_FILE is missing"
+    awk -v part="$1" '$1 == part && NF == 6 { print $2, $3, $4, $5, $6 }' "$LOCK_FILE"
 }
 
-# Directory that the unprivileged _apt download sandbox may write to (avoids
-# apt's "Download is performed unsandboxed as root" warning where possible).
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# verified FILE SHA : the file exists and hashes to SHA. A mismatch is reported and the file
+# removed, so that it is fetched again.
+verified() {
+    local file="$1" want="$2" got
+    [[ -f "$file" ]] || return 1
+    got="$(sha256_of "$file")"
+    if [[ "$got" == "$want" ]]; then
+        return 0
+    fi
+    log "hash mismatch: $file has sha256 $got; $(basename "$LOCK_FILE") records $want"
+    rm -f "$file"
+    return 1
+}
+
+# tree_digest DIR : one SHA-256 over every path, type, mode, link target and file content.
+tree_digest() {
+    (
+        cd "$1"
+        find . -printf '%y %m %p %l\n' | LC_ALL=C sort
+        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+    ) | sha256sum | cut -d' ' -f1
+}
+
+# part_ok PART DIR : the part was completed and its tree still hashes as recorded.
+part_ok() {
+    local part="$1" dir="$2" want got
+    [[ -f "$DONE/$part" && -d "$dir" ]] || return 1
+    want="$(awk '$1 == "tree" {print $2}' "$DONE/$part")"
+    got="$(tree_digest "$dir")"
+    if [[ -n "$want" && "$got" == "$want" ]]; then
+        return 0
+    fi
+    log "$part: $dir differs from what was extracted (tree digest $got, recorded ${want:-none}); extracting again"
+    return 1
+}
+
+# install_part PART STAGED DEST INFO : move a complete staged tree into place, then record it.
+install_part() {
+    local part="$1" staged="$2" dest="$3" info="$4"
+    mkdir -p "$DONE" "$(dirname "$dest")"
+    rm -f "$DONE/$part"
+    rm -rf "$dest"
+    mv "$staged" "$dest"
+    printf 'tree %s\n%s\n' "$(tree_digest "$dest")" "$info" >"$DONE/$part.tmp"
+    mv "$DONE/$part.tmp" "$DONE/$part"
+}
+
+# drop_part PART DEST : a part that cannot be completed is removed whole.
+drop_part() {
+    rm -f "$DONE/$1"
+    rm -rf "$2"
+}
+
+# Directory that the unprivileged _apt download sandbox may write to (avoids apt's
+# "Download is performed unsandboxed as root" warning where possible).
 apt_dl_dir() {
     mkdir -p "$1"
     chmod 0777 "$1"
     chmod o+x "$(dirname "$1")" 2>/dev/null || true
 }
 
-# apt-get download PKG... in the current directory; refresh package lists once if
-# the first attempt fails (fresh machine without lists, or stale lists).
-apt_download() {
-    if ! apt-get download -q "$@" >&2; then
-        log "apt-get download failed; refreshing package lists and retrying"
-        HDIST_APT_UPDATED=0
-        apt_update_once
-        apt-get download -q "$@" >&2
-    fi
+# Attempts are collected here and printed when a file cannot be had from any source.
+ATTEMPTS=()
+attempt_failed() { # WHAT OUTPUT_FILE
+    local why
+    why="$(grep -E '^(E:|Err:|ERROR:|  [0-9]{3} )' "$2" 2>/dev/null | head -n 3 | tr '\n' ' ')"
+    [[ -n "$why" ]] || why="$(tail -n 2 "$2" 2>/dev/null | tr '\n' ' ')"
+    ATTEMPTS+=("$1: ${why:-no output}")
+    log "  failed: $1: ${why:-no output}"
 }
 
-# ---------------------------------------------------------------- cpython
-
-python_check() { # TREE : import the check modules from TREE as prefix
-    local tree="$1"
-    env -u PYTHONPATH -u PYTHONSTARTUP -u PYTHONSAFEPATH \
-        PYTHONHOME="$tree/usr" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
-        "$tree/usr/bin/python3.11" -c "
-import sys, os
-import $CPYTHON_CHECK_MODULES
-prefix = os.path.realpath(sys.argv[1])
-for m in (json, sqlite3, ssl, decimal, asyncio, email):
-    f = os.path.realpath(m.__file__)
-    assert f.startswith(prefix + os.sep), (m.__name__, f)
-print(sys.version.split()[0])
-" "$tree/usr"
-}
-
-python_diagnose() { # TREE : show unresolved shared libraries
-    local tree="$1" f
-    log "shared libraries not found on this host:"
-    for f in "$tree/usr/bin/python3.11" "$tree"/usr/lib/python3.11/lib-dynload/*.so; do
-        ldd "$f" 2>/dev/null | awk -v f="${f##*/}" '/not found/ {print "  " f ": " $1}' >&2 || true
+fail_file() { # FILE
+    local a
+    log "error: could not fetch $1 with the hash scripts/corpus.lock records. Tried:"
+    for a in "${ATTEMPTS[@]}"; do
+        printf '  - %s\n' "$a" >&2
     done
+    log "check the network and apt sources (apt-get update), or update $LOCK_FILE"
+    exit 1
 }
 
-# Install the host runtime libraries the interpreter links against (libssl3,
-# libsqlite3-0, ...): the Depends of the four packages, minus the packages
-# themselves (those live in the extracted tree).
-python_host_deps() {
-    local deps=() p skip
-    apt_update_once
-    while read -r p; do
-        skip=0
-        for s in "${CPYTHON_PKGS[@]}"; do [[ "$p" == "$s" ]] && skip=1; done
-        [[ $skip == 1 ]] || deps+=("$p")
-    done < <(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
-        --no-replaces --no-enhances "${CPYTHON_PKGS[@]}" |
-        awk '$1 == "Depends:" && $2 !~ /^</ {print $2}' | sort -u)
-    log "host runtime dependencies: ${deps[*]}"
-    need_pkgs "${deps[@]}"
-}
-
-fetch_cpython() {
-    local dest="$CORPUS/cpython" tmp deb version info=""
-    if is_done cpython && [[ -x "$dest/usr/bin/python3.11" ]]; then
-        log "cpython: cached ($dest)"
-        return 0
-    fi
-    log "cpython: downloading ${CPYTHON_PKGS[*]}"
-    new_tmp tmp
-    apt_dl_dir "$tmp/debs"
-    (cd "$tmp/debs" && apt_download "${CPYTHON_PKGS[@]}")
-    mkdir "$tmp/tree"
-    for deb in "$tmp"/debs/*.deb; do
-        dpkg -x "$deb" "$tmp/tree"
-        # shellcheck disable=SC2016 # dpkg-deb format fields, not shell expansions
-        info+="$(dpkg-deb --showformat='${Package} ${Version}' -W "$deb") $(sha256sum "$deb" | cut -d' ' -f1)"$'\n'
-    done
-    [[ -x "$tmp/tree/usr/bin/python3.11" ]] || die "cpython: usr/bin/python3.11 missing after extraction"
-    if [[ ! -e "$tmp/tree/usr/bin/python3" && ! -L "$tmp/tree/usr/bin/python3" ]]; then
-        ln -s python3.11 "$tmp/tree/usr/bin/python3"
-    fi
-
-    if ! version="$(python_check "$tmp/tree")"; then
-        python_diagnose "$tmp/tree"
-        log "cpython: import check failed; installing the host runtime libraries it needs"
-        python_host_deps
-        version="$(python_check "$tmp/tree")" || {
-            python_diagnose "$tmp/tree"
-            die "cpython: 'import $CPYTHON_CHECK_MODULES' fails with PYTHONHOME=$dest/usr"
-        }
-    fi
-    log "cpython: Python $version imports: $CPYTHON_CHECK_MODULES"
-
-    rm -rf "$dest"
-    mkdir -p "$CORPUS"
-    mv "$tmp/tree" "$dest"
-    # Re-check at the final location (paths are not baked in, but be sure).
-    python_check "$dest" >/dev/null || die "cpython: import check failed at $dest"
-    mark_done cpython "python $version"$'\n'"${info%$'\n'}"
-}
-
-# ------------------------------------------------------------------ numpy
-
-PIP=()
-find_pip() {
-    [[ ${#PIP[@]} -eq 0 ]] || return 0
-    if python3 -m pip --version >/dev/null 2>&1; then
-        PIP=(python3 -m pip)
-    else
-        need_pkgs python3-pip
-        PIP=(/usr/bin/python3 -m pip)
-    fi
-}
-
-fetch_numpy() {
-    local v whl tmp dest wanted="${NUMPY_VERSIONS[*]}"
-    if is_done numpy && [[ "$(cat "$DONE/numpy")" == "$wanted" ]]; then
-        log "numpy: cached ($CORPUS/numpy: $wanted)"
-        return 0
-    fi
-    [[ ${#NUMPY_VERSIONS[@]} -gt 0 ]] || die "numpy: no versions given"
-    command -v unzip >/dev/null 2>&1 || need_pkgs unzip
-    for v in "${NUMPY_VERSIONS[@]}"; do
-        dest="$CORPUS/numpy/$v"
-        if is_done "numpy-$v" && [[ -d "$dest/numpy" ]]; then
-            log "numpy $v: cached"
-            continue
-        fi
-        mkdir -p "$DOWNLOADS/numpy"
-        whl="$(find "$DOWNLOADS/numpy" -maxdepth 1 -name "numpy-$v-cp311-cp311-*x86_64*.whl" | head -n1)"
-        if [[ -z "$whl" ]]; then
-            find_pip
-            log "numpy $v: pip download"
-            new_tmp tmp
-            PIP_DISABLE_PIP_VERSION_CHECK=1 "${PIP[@]}" download -q "numpy==$v" \
-                --no-deps --only-binary=:all: --python-version 3.11 --implementation cp \
-                --abi cp311 --platform manylinux2014_x86_64 -d "$tmp" >&2
-            whl="$(find "$tmp" -maxdepth 1 -name "numpy-$v-cp311-cp311-*x86_64*.whl" | head -n1)"
-            [[ -n "$whl" ]] || die "numpy $v: no cp311 manylinux x86_64 wheel downloaded"
-            mv "$whl" "$DOWNLOADS/numpy/"
-            whl="$DOWNLOADS/numpy/${whl##*/}"
-        fi
-        log "numpy $v: unpacking ${whl##*/}"
-        new_tmp tmp
-        unzip -q "$whl" -d "$tmp/tree"
-        [[ -f "$tmp/tree/numpy/__init__.py" ]] || die "numpy $v: unexpected wheel layout"
-        rm -rf "$dest"
-        mkdir -p "$CORPUS/numpy"
-        mv "$tmp/tree" "$dest"
-        mark_done "numpy-$v" "${whl##*/} $(sha256sum "$whl" | cut -d' ' -f1)"
-    done
-    mark_done numpy "$wanted"
-}
-
-# ----------------------------------------------------------------- debsrc
+# -------------------------------------------------------------------- debsrc
 
 # Print a deb-src configuration equivalent to the Debian deb sources configured
 # here, as deb822 (from debian.sources) or one-line format (from sources.list).
@@ -253,7 +180,7 @@ debsrc_config() {
 }
 
 enable_debsrc() {
-    local target="$DEBSRC_SOURCES" config existing
+    local probe="$1" target="$DEBSRC_SOURCES" config existing
     config="$(debsrc_config)"
     [[ -n "$config" ]] || die "debsrc: found no Debian 'deb' source to derive deb-src from"
     [[ "$config" == Types:* ]] || target="${DEBSRC_SOURCES%.sources}.list"
@@ -262,64 +189,267 @@ enable_debsrc() {
     if [[ -n "$existing" ]]; then
         log "debsrc: deb-src already configured in: $existing"
     elif [[ ! -f "$target" || "$(cat "$target")" != "$config" ]]; then
-        log "debsrc: writing $target"
+        log "debsrc: adding the deb-src entries apt needs for 'apt-get source': writing $target"
         printf '%s\n' "$config" | as_root tee "$target" >/dev/null
     fi
-    if ! apt-cache showsrc "${DEBSRC_PKGS[0]}" 2>/dev/null | grep -q '^Package:'; then
+    if ! apt-cache showsrc "$probe" 2>/dev/null | grep -q '^Package:'; then
         HDIST_APT_UPDATED=0
         apt_update_once
     fi
-    apt-cache showsrc "${DEBSRC_PKGS[0]}" 2>/dev/null | grep -q '^Package:' ||
+    apt-cache showsrc "$probe" 2>/dev/null | grep -q '^Package:' ||
         die "debsrc: no source package index after apt-get update (is $target right?)"
 }
 
-fetch_debsrc() {
-    local dest="$CORPUS/debsrc" tmp f n=0 info="" spec pkg got dir
-    if is_done debsrc && [[ -f "$dest/MANIFEST" ]]; then
-        log "debsrc: cached ($dest)"
-        return 0
-    fi
-    enable_debsrc
-    new_tmp tmp
-    mkdir "$tmp/out"
-    for spec in "${DEBSRC_PKGS[@]}"; do
-        got=""
-        IFS='|' read -r -a alts <<<"$spec"
-        for pkg in "${alts[@]}"; do
-            dir="$tmp/src-$pkg"
-            apt_dl_dir "$dir"
-            log "debsrc: apt-get source --download-only $pkg"
-            if (cd "$dir" && apt-get source -q --download-only "$pkg" >&2); then
-                got="$pkg"
-                break
-            fi
-            log "debsrc: warning: could not download the source of '$pkg' from the mirror"
-            rm -rf "$dir"
-        done
-        [[ -n "$got" ]] || die "debsrc: none of '$spec' could be downloaded"
-        [[ "$got" == "${alts[0]}" ]] || log "debsrc: using '$got' instead of '${alts[0]}'"
-        info+="$(awk '/^Source:/ {s = $2} /^Version:/ {print s, $2; nextfile}' "$dir"/*.dsc)"$'\n'
-        for f in "$dir"/*.orig.tar.*; do
-            [[ -e "$f" ]] || continue
-            case "$f" in *.asc | *.sig) continue ;; esac
-            mv "$f" "$tmp/out/"
-            n=$((n + 1))
-        done
-    done
-    [[ $n -ge ${#DEBSRC_PKGS[@]} ]] || die "debsrc: expected ${#DEBSRC_PKGS[@]} upstream tarballs, got $n"
-    (
-        cd "$tmp/out"
-        for f in *.orig.tar.*; do
-            printf '%s %s %s\n' "$f" "$(sha256sum "$f" | cut -d' ' -f1)" "$(stat -c %s "$f")"
-        done >MANIFEST
-    )
-    rm -rf "$dest"
-    mkdir -p "$CORPUS"
-    mv "$tmp/out" "$dest"
-    mark_done debsrc "${info%$'\n'}"
+# Versions of source package NAME whose Checksums-Sha256 list FILE with SHA, as apt knows them.
+debsrc_versions_with() { # NAME FILE SHA
+    apt-cache showsrc "$1" 2>/dev/null | awk -v file="$2" -v sha="$3" '
+        /^Version:/ { version = $2 }
+        /^Checksums-Sha256:/ { in_sums = 1; next }
+        /^[^ ]/ { in_sums = 0 }
+        in_sums && $1 == sha && $3 == file { print version }
+    ' | awk '!seen[$0]++'
 }
 
-# ------------------------------------------------------------------- main
+# fetch_debsrc_file NAME VERSION FILE SHA SIZE : into $DOWNLOADS/debsrc/FILE, verified.
+fetch_debsrc_file() {
+    local name="$1" version="$2" file="$3" sha="$4" size="$5" dest="$DOWNLOADS/debsrc/$3"
+    local candidates=() v tmp out
+    if verified "$dest" "$sha"; then
+        return 0
+    fi
+    candidates+=("$version")
+    while read -r v; do
+        [[ -z "$v" || "$v" == "$version" ]] || candidates+=("$v")
+    done < <(debsrc_versions_with "$name" "$file" "$sha")
+    ATTEMPTS=()
+    mkdir -p "$DOWNLOADS/debsrc"
+    for v in "${candidates[@]}"; do
+        new_tmp tmp
+        apt_dl_dir "$tmp/dl"
+        out="$tmp/apt.out"
+        log "debsrc: fetching $file ($(size_h "$size")) with apt-get source $name=$v"
+        if ! (cd "$tmp/dl" && apt-get source -q --download-only "$name=$v") </dev/null >"$out" 2>&1; then
+            attempt_failed "apt-get source $name=$v" "$out"
+            continue
+        fi
+        if [[ ! -f "$tmp/dl/$file" ]]; then
+            ATTEMPTS+=("apt-get source $name=$v: succeeded but gave no $file")
+            continue
+        fi
+        if ! verified "$tmp/dl/$file" "$sha"; then
+            ATTEMPTS+=("apt-get source $name=$v: $file has another hash")
+            continue
+        fi
+        [[ "$v" == "$version" ]] || log "debsrc: fallback: $file came from $name $v (pinned: $version)"
+        mv "$tmp/dl/$file" "$dest"
+        return 0
+    done
+    fail_file "$file"
+}
+
+fetch_debsrc() {
+    local dest="$CORPUS/debsrc" tmp name version file sha size lines manifest=""
+    lines="$(lock_lines debsrc)"
+    [[ -n "$lines" ]] || die "debsrc: no debsrc lines in $LOCK_FILE"
+    if part_ok debsrc "$dest"; then
+        log "debsrc: cached and verified ($dest)"
+        return 0
+    fi
+    enable_debsrc "$(head -n1 <<<"$lines" | cut -d' ' -f1)"
+    new_tmp tmp
+    mkdir "$tmp/debsrc"
+    while read -r name version file sha size; do
+        if ! (fetch_debsrc_file "$name" "$version" "$file" "$sha" "$size"); then
+            drop_part debsrc "$dest"
+            die "debsrc: $file could not be fetched (see above); the debsrc corpus was removed, not left half"
+        fi
+        cp "$DOWNLOADS/debsrc/$file" "$tmp/debsrc/$file"
+        manifest+="$file $sha $size"$'\n'
+    done <<<"$lines"
+    printf '%s' "$manifest" >"$tmp/debsrc/MANIFEST"
+    install_part debsrc "$tmp/debsrc" "$dest" "from $LOCK_FILE"
+    log "debsrc: $(wc -l <<<"${manifest%$'\n'}") tarballs in $dest"
+}
+
+# ------------------------------------------------------------------- cpython
+
+python_check() { # TREE : import the check modules from TREE as prefix
+    local tree="$1"
+    env -u PYTHONPATH -u PYTHONSTARTUP -u PYTHONSAFEPATH \
+        PYTHONHOME="$tree/usr" PYTHONNOUSERSITE=1 PYTHONDONTWRITEBYTECODE=1 \
+        "$tree/usr/bin/python3.11" -c "
+import sys, os
+import $CPYTHON_CHECK_MODULES
+prefix = os.path.realpath(sys.argv[1])
+for m in (json, sqlite3, ssl, decimal, asyncio, email):
+    f = os.path.realpath(m.__file__)
+    assert f.startswith(prefix + os.sep), (m.__name__, f)
+print(sys.version.split()[0])
+" "$tree/usr"
+}
+
+python_diagnose() { # TREE : show unresolved shared libraries
+    local tree="$1" f
+    log "shared libraries not found on this host:"
+    for f in "$tree/usr/bin/python3.11" "$tree"/usr/lib/python3.11/lib-dynload/*.so; do
+        ldd "$f" 2>/dev/null | awk -v f="${f##*/}" '/not found/ {print "  " f ": " $1}' >&2 || true
+    done
+}
+
+# Install the host runtime libraries the interpreter links against (libssl3, libsqlite3-0,
+# ...): the Depends of the packages, minus the packages themselves (those are extracted).
+python_host_deps() {
+    local names=("$@") deps=() p s skip
+    apt_update_once
+    while read -r p; do
+        skip=0
+        for s in "${names[@]}"; do [[ "$p" == "$s" ]] && skip=1; done
+        [[ $skip == 1 ]] || deps+=("$p")
+    done < <(apt-cache depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+        --no-replaces --no-enhances "${names[@]}" |
+        awk '$1 == "Depends:" && $2 !~ /^</ {print $2}' | sort -u)
+    log "cpython: host runtime libraries it links against: ${deps[*]}"
+    need_pkgs "${deps[@]}"
+}
+
+# fetch_deb_set VERSION : every cpython package at VERSION into $DOWNLOADS/deb, verified.
+fetch_deb_set() {
+    local want="$1" name version file sha size tmp out
+    mkdir -p "$DOWNLOADS/deb"
+    while read -r name version file sha size; do
+        [[ "$version" == "$want" ]] || continue
+        verified "$DOWNLOADS/deb/$file" "$sha" && continue
+        new_tmp tmp
+        apt_dl_dir "$tmp/dl"
+        out="$tmp/apt.out"
+        log "cpython: fetching $file ($(size_h "$size")) with apt-get download $name=$version"
+        if ! (cd "$tmp/dl" && apt-get download -q "$name=$version") </dev/null >"$out" 2>&1; then
+            # Stale or missing package lists on a fresh machine: refresh once and retry.
+            HDIST_APT_UPDATED=0
+            apt_update_once
+            if ! (cd "$tmp/dl" && apt-get download -q "$name=$version") </dev/null >"$out" 2>&1; then
+                attempt_failed "apt-get download $name=$version" "$out"
+                return 1
+            fi
+        fi
+        if ! verified "$tmp/dl/$file" "$sha"; then
+            ATTEMPTS+=("apt-get download $name=$version: $file missing or with another hash")
+            return 1
+        fi
+        mv "$tmp/dl/$file" "$DOWNLOADS/deb/$file"
+    done < <(lock_lines cpython)
+}
+
+fetch_cpython() {
+    local dest="$CORPUS/cpython" tmp version v info="" versions=() names=() name file sha size
+    if part_ok cpython "$dest"; then
+        log "cpython: cached and verified ($dest)"
+        return 0
+    fi
+    while read -r name v file sha size; do
+        [[ " ${versions[*]} " == *" $v "* ]] || versions+=("$v")
+        [[ " ${names[*]} " == *" $name "* ]] || names+=("$name")
+    done < <(lock_lines cpython)
+    [[ ${#versions[@]} -gt 0 ]] || die "cpython: no cpython lines in $LOCK_FILE"
+    ATTEMPTS=()
+    version=""
+    for v in "${versions[@]}"; do
+        if fetch_deb_set "$v"; then
+            version="$v"
+            break
+        fi
+    done
+    if [[ -z "$version" ]]; then
+        drop_part cpython "$dest"
+        fail_file "CPython ${names[*]} (versions ${versions[*]})"
+    fi
+    [[ "$version" == "${versions[0]}" ]] || log "cpython: fallback: version $version (pinned first: ${versions[0]})"
+
+    new_tmp tmp
+    mkdir "$tmp/tree"
+    while read -r name v file sha size; do
+        [[ "$v" == "$version" ]] || continue
+        dpkg -x "$DOWNLOADS/deb/$file" "$tmp/tree"
+        info+="deb $name $v $sha"$'\n'
+    done < <(lock_lines cpython)
+    [[ -x "$tmp/tree/usr/bin/python3.11" ]] || die "cpython: usr/bin/python3.11 missing after extraction"
+    if [[ ! -e "$tmp/tree/usr/bin/python3" && ! -L "$tmp/tree/usr/bin/python3" ]]; then
+        ln -s python3.11 "$tmp/tree/usr/bin/python3"
+    fi
+    if ! python_check "$tmp/tree" >/dev/null; then
+        python_diagnose "$tmp/tree"
+        python_host_deps "${names[@]}"
+        python_check "$tmp/tree" >/dev/null || {
+            python_diagnose "$tmp/tree"
+            die "cpython: 'import $CPYTHON_CHECK_MODULES' fails with PYTHONHOME=$tmp/tree/usr"
+        }
+    fi
+    install_part cpython "$tmp/tree" "$dest" "${info%$'\n'}"
+    # Paths are not baked in, but check the final location too.
+    python_check "$dest" >/dev/null || die "cpython: import check failed at $dest"
+    log "cpython: Python $(python_check "$dest") in $dest imports $CPYTHON_CHECK_MODULES"
+}
+
+# --------------------------------------------------------------------- numpy
+
+PIP=()
+find_pip() {
+    [[ ${#PIP[@]} -eq 0 ]] || return 0
+    if python3 -m pip --version >/dev/null 2>&1; then
+        PIP=(python3 -m pip)
+    else
+        need_pkgs python3-pip
+        PIP=(/usr/bin/python3 -m pip)
+    fi
+}
+
+# fetch_wheel NAME VERSION FILE SHA SIZE : into $DOWNLOADS/wheel/FILE, verified.
+fetch_wheel() {
+    local name="$1" version="$2" file="$3" sha="$4" size="$5" dest="$DOWNLOADS/wheel/$3" tmp
+    verified "$dest" "$sha" && return 0
+    find_pip
+    new_tmp tmp
+    printf '%s==%s --hash=sha256:%s\n' "$name" "$version" "$sha" >"$tmp/requirements.txt"
+    log "numpy: fetching $file ($(size_h "$size")) with pip download $name==$version"
+    ATTEMPTS=()
+    if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "${PIP[@]}" download -q --no-deps --require-hashes \
+        --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
+        --platform manylinux2014_x86_64 -r "$tmp/requirements.txt" -d "$tmp/dl" </dev/null >"$tmp/pip.out" 2>&1; then
+        attempt_failed "pip download $name==$version (PyPI)" "$tmp/pip.out"
+        fail_file "$file"
+    fi
+    verified "$tmp/dl/$file" "$sha" || {
+        ATTEMPTS+=("pip download $name==$version: no $file with the recorded hash")
+        fail_file "$file"
+    }
+    mkdir -p "$DOWNLOADS/wheel"
+    mv "$tmp/dl/$file" "$dest"
+}
+
+fetch_numpy() {
+    local name version file sha size tmp dest ok=1
+    command -v unzip >/dev/null 2>&1 || need_pkgs unzip
+    while read -r name version file sha size; do
+        dest="$CORPUS/numpy/$version"
+        if part_ok "numpy-$version" "$dest"; then
+            log "numpy $version: cached and verified"
+            continue
+        fi
+        if ! (fetch_wheel "$name" "$version" "$file" "$sha" "$size"); then
+            drop_part "numpy-$version" "$dest"
+            ok=0
+            continue
+        fi
+        new_tmp tmp
+        unzip -q "$DOWNLOADS/wheel/$file" -d "$tmp/tree"
+        [[ -f "$tmp/tree/numpy/__init__.py" ]] || die "numpy $version: unexpected wheel layout in $file"
+        install_part "numpy-$version" "$tmp/tree" "$dest" "wheel $file $sha"
+        log "numpy $version: unpacked into $dest"
+    done < <(lock_lines numpy)
+    [[ $ok == 1 ]] || die "numpy: some wheels could not be fetched (see above)"
+}
+
+# ---------------------------------------------------------------------- main
 
 main() {
     local parts=() p
@@ -336,27 +466,26 @@ main() {
     [[ ${#parts[@]} -gt 0 ]] || parts=(cpython numpy debsrc)
 
     mkdir -p "$CORPUS"
-    # One fetch at a time per cache (test.sh and bench-ingest.sh may overlap).
+    # One fetch at a time per cache (test.sh and the benchmarks may overlap).
     exec 9>"$CACHE_DIR/.fetch-corpus.lock"
     flock 9
 
+    if [[ "${HDIST_FRESH_CORPUS:-0}" == 1 ]]; then
+        log "HDIST_FRESH_CORPUS=1: emptying $CORPUS and $DOWNLOADS first"
+        rm -rf "$CORPUS" "$DOWNLOADS"
+        mkdir -p "$CORPUS"
+    fi
+
+    local start=$SECONDS
     for p in "${parts[@]}"; do
         "fetch_$p"
     done
 
-    log "corpus in $CORPUS:"
+    log "corpus in $CORPUS ($((SECONDS - start)) s):"
     for p in "${parts[@]}"; do
-        case "$p" in
-        numpy)
-            printf '  %-8s %6s  %s\n' numpy "$(du_h "$CORPUS/numpy")" "$CORPUS/numpy" >&2
-            for v in "${NUMPY_VERSIONS[@]}"; do
-                printf '    %-6s %6s  %s\n' "$v" "$(du_h "$CORPUS/numpy/$v")" "$CORPUS/numpy/$v" >&2
-            done
-            ;;
-        *) printf '  %-8s %6s  %s\n' "$p" "$(du_h "$CORPUS/$p")" "$CORPUS/$p" >&2 ;;
-        esac
+        printf '  %-8s %6s  %s\n' "$p" "$(du_h "$CORPUS/$p")" "$CORPUS/$p" >&2
     done
-    printf '  %-8s %6s  %s\n' total "$(du_h "$CORPUS")" "$CORPUS" >&2
+    printf '  %-8s %6s  %s\n' downloads "$(du_h "$DOWNLOADS")" "$DOWNLOADS" >&2
 }
 
 main "$@"

@@ -10,6 +10,7 @@
 #   need_pkgs PKG...   apt-get install the Debian packages that are not installed yet
 #   apt_update_once    apt-get update, at most once per process tree
 #   build_hdist        cargo build --release, sets HDIST to the binary
+#   install_hdist      cargo install --path . (reuses that build): hdist on PATH
 set -euo pipefail
 
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
@@ -22,10 +23,23 @@ CACHE_DIR="${HDIST_CACHE:-$ROOT/.cache}"
 [[ "$CACHE_DIR" == /* ]] || CACHE_DIR="$PWD/$CACHE_DIR"
 export ROOT CACHE_DIR
 
-# cargo installed by rustup may not be on PATH in minimal environments (CI).
-if ! command -v cargo >/dev/null 2>&1 && [[ -x "${HOME:-/root}/.cargo/bin/cargo" ]]; then
-    PATH="${HOME:-/root}/.cargo/bin:$PATH"
-    export PATH
+# The Rust toolchain. rustup's proxies find it through RUSTUP_HOME (default ~/.rustup), so
+# with HOME pointed elsewhere (a clean environment) use the account's own toolchain; cargo's
+# registry cache (CARGO_HOME, default ~/.cargo) still follows HOME.
+ACCOUNT_HOME="$(getent passwd "$(id -u)" 2>/dev/null | cut -d: -f6 || true)"
+if [[ -z "${RUSTUP_HOME:-}" && ! -d "${HOME:-/nonexistent}/.rustup" && -n "$ACCOUNT_HOME" &&
+    -d "$ACCOUNT_HOME/.rustup" ]]; then
+    RUSTUP_HOME="$ACCOUNT_HOME/.rustup"
+    export RUSTUP_HOME
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    for _bin in "${CARGO_HOME:-${HOME:-/nonexistent}/.cargo}/bin" "$ACCOUNT_HOME/.cargo/bin"; do
+        if [[ -x "$_bin/cargo" ]]; then
+            PATH="$_bin:$PATH"
+            export PATH
+            break
+        fi
+    done
 fi
 
 log() {
@@ -76,16 +90,28 @@ need_pkgs() {
         return 0
     fi
     apt_update_once
-    log "installing: ${missing[*]}"
-    as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    log "installing Debian packages: ${missing[*]}"
+    local out
+    out="$(mktemp)"
+    if ! as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}" >"$out" 2>&1; then
+        cat "$out" >&2
+        rm -f "$out"
+        die "apt-get install ${missing[*]} failed (output above)"
+    fi
+    # What it cost: apt's own summary ("Need to get 12.3 MB of archives", disk space).
+    grep -E '^(Need to get|After this operation)' "$out" | sed 's/^/    /' >&2 || true
+    log "installed $(grep -c '^Setting up' "$out" || true) packages (with dependencies)"
+    rm -f "$out"
 }
 
 # build_hdist : release build of the hdist binary; sets and exports HDIST.
 # Returns non-zero (without exiting) when the build fails.
 build_hdist() {
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release -q --bin hdist) || return 1
+    command -v cargo >/dev/null 2>&1 ||
+        die "cargo not found: install the Rust toolchain (rustup, stable) and re-run"
+    log "cargo build --release --bin hdist (a first build compiles ~250 crates: about 5 min on 2 cores)"
+    (cd "$ROOT" && cargo build --release --locked --bin hdist) || return 1
     local target="${CARGO_TARGET_DIR:-target}"
     [[ "$target" == /* ]] || target="$ROOT/$target"
     HDIST="$target/release/hdist"
@@ -94,6 +120,13 @@ build_hdist() {
         log "error: build succeeded but $HDIST is missing"
         return 1
     fi
+}
+
+# install_hdist : put hdist on PATH as cargo does (~/.cargo/bin, or $CARGO_HOME/bin). It reuses
+# the release build of build_hdist, so it takes seconds.
+install_hdist() {
+    log "cargo install --path . (hdist into ${CARGO_HOME:-$HOME/.cargo}/bin)"
+    (cd "$ROOT" && cargo install --locked --quiet --path . --bin hdist) || return 1
 }
 
 # human-readable size of a path (du -sh), or "-" if it doesn't exist
