@@ -2,9 +2,20 @@
 //!
 //! Private helpers return `Result<_, Errno>`; trait methods only reply. Everything is
 //! read-only: write-type operations answer `EROFS`. Content is immutable, so entries and
-//! attributes get long TTLs and file pages stay cached across opens (`FOPEN_KEEP_CACHE`).
-//! When the kernel and our privileges allow it, opens are passed through to the verified local
-//! copy of the object, so reads never come to this process at all.
+//! attributes get long TTLs and file pages stay cached across opens.
+//!
+//! How opens and reads reach this process:
+//! - **Zero-message open** (default where the kernel offers `FUSE_NO_OPEN_SUPPORT`, Linux
+//!   4.19+): the first `open` answers `ENOSYS`, and from then on the kernel sends no
+//!   OPEN, RELEASE or (after one ENOSYS) FLUSH at all, and keeps each inode's page cache
+//!   across opens (`FOPEN_KEEP_CACHE` is the no-open default). Opening a file costs no round
+//!   trip; warm reads are served by the kernel; only page-cache misses come here as READs by
+//!   inode, served from the verified local copy. Those pages are then dropped from the copy's
+//!   own page cache (`POSIX_FADV_DONTNEED`), so content is cached once, not twice.
+//! - **Passthrough** (`HDIST_FUSE_OPEN=passthrough`, or a kernel without no-open support):
+//!   opens register the verified local copy as a backing file (kernel 6.9+, CAP_SYS_ADMIN),
+//!   so reads never come here, but every open and close is a round trip.
+//! - Otherwise opens answer `FOPEN_KEEP_CACHE` and reads come here on page-cache misses.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -18,9 +29,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, BackingId, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
-    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenAccMode,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 
 use crate::errno;
@@ -70,6 +82,8 @@ pub struct HdistFs {
     gid: u32,
     passthrough: AtomicBool,
     no_opendir: AtomicBool,
+    /// Opens answer ENOSYS so the kernel stops sending them (see the module docs).
+    no_open: AtomicBool,
     open: Mutex<OpenTable>,
     // The most recently opened files stay open (with their passthrough backing ids), so
     // reopening one costs no open(2), hashing check or backing registration.
@@ -86,6 +100,7 @@ impl HdistFs {
             gid,
             passthrough: AtomicBool::new(false),
             no_opendir: AtomicBool::new(false),
+            no_open: AtomicBool::new(false),
             open: Mutex::new(OpenTable::default()),
             recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_OPEN_FILES)),
             next_fh: AtomicU64::new(1),
@@ -145,7 +160,8 @@ impl HdistFs {
     }
 
     /// The shared open state of a file inode, opening the verified object on first use.
-    fn open_blob(&self, ino: u64, reply: &ReplyOpen) -> Result<Arc<OpenBlob>, Errno> {
+    /// With `reply`, a passthrough backing file is registered for it when enabled.
+    fn open_blob(&self, ino: u64, reply: Option<&ReplyOpen>) -> Result<Arc<OpenBlob>, Errno> {
         if let Some(blob) = self.open.lock().unwrap().by_ino.get(&ino).and_then(Weak::upgrade) {
             return Ok(blob);
         }
@@ -166,8 +182,8 @@ impl HdistFs {
             log::error!("cannot open {} (object {digest}): {e}", self.view.seen_at(ino));
             Errno::EIO
         })?;
-        let backing = if self.passthrough.load(Ordering::Relaxed) {
-            match reply.open_backing(&file) {
+        let backing = match reply.filter(|_| self.passthrough.load(Ordering::Relaxed)) {
+            Some(reply) => match reply.open_backing(&file) {
                 Ok(id) => Some(id),
                 Err(e) => {
                     // Needs CAP_SYS_ADMIN; without it every open would fail the same way.
@@ -175,9 +191,8 @@ impl HdistFs {
                     self.passthrough.store(false, Ordering::Relaxed);
                     None
                 }
-            }
-        } else {
-            None
+            },
+            None => None,
         };
         let fresh = Arc::new(OpenBlob {
             file: Some(file),
@@ -198,15 +213,19 @@ impl HdistFs {
         Ok(fresh)
     }
 
-    fn do_read(&self, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-        let blob = self
-            .open
-            .lock()
-            .unwrap()
-            .by_fh
-            .get(&fh.0)
-            .cloned()
-            .ok_or(Errno::EBADF)?;
+    fn do_read(&self, ino: INodeNo, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        // Handle 0 is the kernel's own for files it opened without asking (zero-message open).
+        let blob = if fh.0 == 0 {
+            self.open_blob(ino.0, None)?
+        } else {
+            self.open
+                .lock()
+                .unwrap()
+                .by_fh
+                .get(&fh.0)
+                .cloned()
+                .ok_or(Errno::EBADF)?
+        };
         let mut buf = vec![0u8; size as usize];
         let Some(file) = &blob.file else {
             let n = self
@@ -230,6 +249,20 @@ impl HdistFs {
             }
         }
         buf.truncate(filled);
+        if blob.backing.is_none() {
+            // The kernel now caches these pages for the mount's inode; keeping the local
+            // copy's pages too would hold the same content in memory twice.
+            use std::os::fd::AsRawFd;
+            // SAFETY: a valid open descriptor; advice only, errors are harmless.
+            unsafe {
+                libc::posix_fadvise(
+                    file.as_raw_fd(),
+                    offset as libc::off_t,
+                    filled as libc::off_t,
+                    libc::POSIX_FADV_DONTNEED,
+                )
+            };
+        }
         Ok(buf)
     }
 
@@ -292,8 +325,18 @@ impl Filesystem for HdistFs {
         {
             self.no_opendir.store(true, Ordering::Relaxed);
         }
+        let open_mode = std::env::var("HDIST_FUSE_OPEN").unwrap_or_default();
+        if open_mode != "passthrough"
+            && open_mode != "open"
+            && offered.contains(InitFlags::FUSE_NO_OPEN_SUPPORT)
+            && config.add_capabilities(InitFlags::FUSE_NO_OPEN_SUPPORT).is_ok()
+        {
+            self.no_open.store(true, Ordering::Relaxed);
+        }
         // Passthrough needs the kernel's offer and CAP_SYS_ADMIN (checked at first open).
-        if offered.contains(InitFlags::FUSE_PASSTHROUGH)
+        if open_mode != "open"
+            && !self.no_open.load(Ordering::Relaxed)
+            && offered.contains(InitFlags::FUSE_PASSTHROUGH)
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok()
         {
@@ -342,7 +385,11 @@ impl Filesystem for HdistFs {
         if flags.acc_mode() != OpenAccMode::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        match self.open_blob(ino.0, &reply) {
+        if self.no_open.load(Ordering::Relaxed) && matches!(self.kind(ino), Ok(Kind::File { .. })) {
+            // From now on the kernel opens files without asking; reads come by inode.
+            return reply.error(Errno::ENOSYS);
+        }
+        match self.open_blob(ino.0, Some(&reply)) {
             Ok(blob) => {
                 let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
                 self.open.lock().unwrap().by_fh.insert(fh, blob.clone());
@@ -360,7 +407,7 @@ impl Filesystem for HdistFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -368,7 +415,7 @@ impl Filesystem for HdistFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.do_read(fh, offset, size) {
+        match self.do_read(ino, fh, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(e),
         }
@@ -386,6 +433,34 @@ impl Filesystem for HdistFs {
     ) {
         self.open.lock().unwrap().by_fh.remove(&fh.0);
         reply.ok();
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing is ever written; ENOSYS makes the kernel stop sending FLUSH on every close.
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        // Files here are never terminals or devices: `isatty` (Python asks for every file it
+        // opens) gets its answer without further work.
+        reply.error(Errno::ENOTTY);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
