@@ -153,7 +153,7 @@ import os, site, sys
 print(next(p for p in sys.path if p in site.getsitepackages() and os.path.isdir(p)))')" ||
         die "the tree's python has no existing site directory on sys.path"
     log "pip install into $site"
-    python3 -m pip install -q --no-index --find-links "$WHEELS" --no-deps --require-hashes \
+    python3 -m pip install -q --root-user-action=ignore --no-index --find-links "$WHEELS" --no-deps --require-hashes \
         -r "$REQUIREMENTS" --target "$site" "${PIP_PLATFORM[@]}" >&2 || die "pip install failed"
     # pip compiles what it installs (timestamp mode); this catches anything it skipped.
     tree_python "$tmp" -m compileall -q "$site" >&2 ||
