@@ -30,6 +30,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 RUNS="${BENCH_RUNS:-3}"
 SYNC_AFTER="${BENCH_SYNC_AFTER:-1}"
@@ -181,13 +183,6 @@ measure() {
     [[ -z "${LASTOUT[$key]:-}" ]] || rm -rf "${LASTOUT[$key]}"
     LASTOUT[$key]="$out"
     log "$ds / ${TOOL_LABEL[$tool]} run $run: ${total}s, ${SIZE[$key]} bytes"
-}
-
-median() {
-    tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) exit 1
-        if (NR % 2) printf "%.6f\n", v[(NR + 1) / 2]
-        else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 for ds in "${DATASETS[@]}"; do

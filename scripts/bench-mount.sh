@@ -46,6 +46,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 RUNS="${BENCH_RUNS:-20}"
 ROUNDS="${BENCH_ROUNDS:-4}"
@@ -75,83 +77,19 @@ ROUND_RUNS=$(((RUNS + ROUNDS - 1) / ROUNDS))
 
 # ----------------------------------------------------------------- cleanup
 
-declare -A MKIND=() MPID=() # mount point -> kind (hdist|hdistu|fuse), daemon pid
 FUSE_MODE_OLD=""
-BENCH_OUT_MADE=0
-
-is_mounted() {
-    awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo
-}
-
-# pid_alive PID : running (zombies count as gone)
-pid_alive() {
-    local state
-    state="$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ -n "$state" && "$state" != Z && "$state" != X ]]
-}
-
-wait_pid_gone() { # PID TIMEOUT_TENTHS
-    local i
-    for ((i = 0; i < $2; i++)); do
-        pid_alive "$1" || return 0
-        sleep 0.1
-    done
-    ! pid_alive "$1"
-}
 
 as_user() {
     (cd / && setpriv --reuid "$BUSER" --regid "$BUSER" --init-groups \
         env HOME="$UHOME" USER="$BUSER" LOGNAME="$BUSER" "$@")
 }
 
-# unmount_one MNT : unmount with the tool that fits, lazily as a last resort; then wait
-# for the daemon we started to exit (and kill that pid, only that one, if it hangs)
-unmount_one() {
-    local m="$1" kind="${MKIND[$1]:-fuse}" pid="${MPID[$1]:-}"
-    if is_mounted "$m"; then
-        case "$kind" in
-        hdist) "$HDIST" -q umount "$m" >&2 || true ;;
-        hdistu) as_user "$HDIST" -q umount "$m" >&2 || true ;;
-        *) fusermount3 -u "$m" >&2 || true ;;
-        esac
-    fi
-    if is_mounted "$m"; then
-        log "warning: $m still mounted; umount -l"
-        umount -l "$m" || true
-    fi
-    if [[ -n "$pid" ]] && ! wait_pid_gone "$pid" 100; then
-        log "warning: daemon $pid of $m did not exit; sending SIGTERM"
-        kill "$pid" 2>/dev/null || true
-        wait_pid_gone "$pid" 30 || kill -KILL "$pid" 2>/dev/null || true
-    fi
-    unset "MKIND[$m]" "MPID[$m]"
-}
-
 cleanup() {
-    local status=$? m left
+    local status=$?
     trap - EXIT INT TERM
-    for m in "${!MKIND[@]}"; do
-        unmount_one "$m"
-    done
-    # anything else still mounted below BENCH_OUT (should not happen)
-    if [[ -n "${BENCH_OUT:-}" ]]; then
-        while read -r m; do
-            log "warning: stray mount $m; umount -l"
-            umount -l "$m" || true
-        done < <(awk -v p="$BENCH_OUT/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r)
-    fi
+    release_bench_out ""
     if [[ -n "$FUSE_MODE_OLD" ]]; then
         chmod "$FUSE_MODE_OLD" /dev/fuse || true
-    fi
-    if [[ "$BENCH_OUT_MADE" == 1 ]]; then
-        left="$(awk -v p="$BENCH_OUT/" 'index($5, p) == 1' /proc/self/mountinfo)"
-        if [[ -n "$left" ]]; then
-            log "warning: mounts remain below $BENCH_OUT; not removing it"
-        elif [[ "${KEEP:-0}" == 1 ]]; then
-            log "kept $BENCH_OUT"
-        else
-            rm -rf --one-file-system "$BENCH_OUT"
-        fi
     fi
     exit "$status"
 }
@@ -164,29 +102,10 @@ trap 'exit 143' TERM
 "$ROOT/scripts/fetch-corpus.sh" cpython
 need_pkgs hyperfine squashfs-tools squashfuse bindfs fuse3 util-linux procps
 
-if [[ -n "${BENCH_OUT:-}" ]]; then
-    [[ "$BENCH_OUT" == /* ]] || BENCH_OUT="$PWD/$BENCH_OUT"
-    if [[ -e "$BENCH_OUT" && -n "$(ls -A "$BENCH_OUT")" ]]; then
-        die "BENCH_OUT=$BENCH_OUT is not empty (it is removed at exit, so it must be new or empty)"
-    fi
-    mkdir -p "$BENCH_OUT"
-else
-    BENCH_OUT="$(mktemp -d "${TMPDIR:-/tmp}/hdist-bench-mount.XXXXXX")"
-fi
-BENCH_OUT_MADE=1
-[[ "$BENCH_OUT" != *[[:space:]]* ]] || die "BENCH_OUT must not contain whitespace"
+make_bench_out bench-mount
 chmod 755 "$BENCH_OUT"
 log "scratch: $BENCH_OUT"
-
-if [[ -n "${HDIST:-}" ]]; then
-    [[ -x "$HDIST" ]] || die "HDIST=$HDIST is not executable"
-else
-    build_hdist || die "cargo build --release failed (or pass a built binary with HDIST=path)"
-fi
-mkdir -p "$BENCH_OUT/bin"
-cp "$HDIST" "$BENCH_OUT/bin/hdist"
-HDIST="$BENCH_OUT/bin/hdist"
-chmod 755 "$HDIST"
+copy_hdist
 
 if ! id "$BUSER" >/dev/null 2>&1; then
     log "creating user $BUSER"
@@ -277,17 +196,6 @@ for path in sys.argv[1:]:
 # Root mounts log at info for hdist_fs, so "passthrough unavailable" would show up.
 export HDIST_LOG="warn,fuser=error,hdist_fs=info"
 
-find_pid() { # PATTERN (regex on the full command line)
-    pgrep -n -f -- "$1" || true
-}
-
-mount_hdist() { # PROFILE MNT -> root mount
-    mkdir -p "$2"
-    MKIND[$2]=hdist
-    "$HDIST" --store "$STORE" -q mount "$1" "$2" >&2
-    MPID[$2]="$(find_pid "mount --foreground.* $2\$")"
-}
-
 mount_hdistu() { # PROFILE MNT -> mount as $BUSER
     MKIND[$2]=hdistu
     as_user "$HDIST" --store "$USTORE" -q mount "$1" "$2" >&2
@@ -295,17 +203,11 @@ mount_hdistu() { # PROFILE MNT -> mount as $BUSER
 }
 
 mount_squash() { # IMAGE MNT
-    mkdir -p "$2"
-    MKIND[$2]=fuse
-    squashfuse "$1" "$2" >&2
-    MPID[$2]="$(find_pid "squashfuse .* $2\$")"
+    mount_fuse "$2" squashfuse "$1" "$2"
 }
 
 mount_bindfs() { # SRC MNT
-    mkdir -p "$2"
-    MKIND[$2]=fuse
-    bindfs -r "$1" "$2" >&2
-    MPID[$2]="$(find_pid "bindfs .* $2\$")"
+    mount_fuse "$2" bindfs -r "$1" "$2"
 }
 
 declare -A DIR WHO BIGDIR
@@ -375,13 +277,6 @@ hf() {
     fi
 }
 
-median() {
-    tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) exit 1
-        if (NR % 2) printf "%.6f\n", v[(NR + 1) / 2]
-        else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
 LOAD_START="$(uptime)"
 
 # (a)-(c) run in rounds, each round going through every variant, so that load from
@@ -438,7 +333,6 @@ PT_ROOT="$(passthrough_note "$STORE")"
 PT_USER="$(passthrough_note "$USTORE")"
 
 # RSS of the cpython daemons after all of the above
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 RSS_PY="$(rss_kb "${MPID[${DIR[hdist]}]:-0}")"
 RSS_PYU="$(rss_kb "${MPID[${DIR[hdistu]}]:-0}")"
 
@@ -503,27 +397,6 @@ unmount_one "$M500"
 LOAD_END="$(uptime)"
 
 # ----------------------------------------------------------------- report
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-
-cell() { # KEY NATIVEKEY UNIT FORMAT
-    local val="${R[$1]:-}" base="${R[$2]:-}"
-    if [[ -z "$val" ]]; then
-        echo "failed"
-    elif [[ "$1" == "$2" || -z "$base" ]]; then
-        printf "%$4 %s" "$val" "$3"
-    else
-        printf "%$4 %s (%sx)" "$val" "$3" "$(ratio "$val" "$base")"
-    fi
-}
-
-row() { # TITLE MEASURE UNIT FORMAT
-    local line="| $1 |" v
-    for v in "${VARIANTS[@]}"; do
-        line+=" $(cell "$2/$v" "$2/native" "$3" "$4") |"
-    done
-    echo "$line"
-}
 
 onlyrow() { # TITLE VARIANT=VALUE...
     local line="| $1 |" v kv val
