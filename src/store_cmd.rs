@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use hdist_store::hash::{hash_document, hash_file};
-use hdist_store::tree::{Entry, Node};
+use hdist_store::tree::{Entry, MtimePolicy, Node};
 use serde_json::json;
 
 use crate::progress::{bytes_bar, tree_bytes};
@@ -42,6 +42,10 @@ pub enum StoreCommand {
         /// Print a JSON object instead of the id.
         #[arg(long)]
         json: bool,
+        /// Modification times to record: `keep` each file's (what `.pyc` validation and
+        /// `make` compare), or `zero` for all, so the id depends on the content alone.
+        #[arg(long, value_enum, default_value = "keep")]
+        mtime: MtimeArg,
     },
     /// Re-hash every object; exit 1 if anything is corrupt or missing.
     Verify {
@@ -59,6 +63,12 @@ pub enum StoreCommand {
     Pin { id: String },
     /// Remove a pin.
     Unpin { id: String },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MtimeArg {
+    Keep,
+    Zero,
 }
 
 #[derive(Debug, Args)]
@@ -122,14 +132,19 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
             name,
             version,
             json,
+            mtime,
         } => {
+            let mtimes = match mtime {
+                MtimeArg::Keep => MtimePolicy::Keep,
+                MtimeArg::Zero => MtimePolicy::Zero,
+            };
             let bar = bytes_bar(
                 if globals.quiet { 0 } else { tree_bytes(&dir) },
                 "ingest",
                 globals.quiet,
             );
             let outcome = store
-                .add_tree(&dir, &name, version.as_deref(), &|bytes| bar.inc(bytes))
+                .add_tree(&dir, &name, version.as_deref(), mtimes, &|bytes| bar.inc(bytes))
                 .with_context(|| {
                     format!(
                         "cannot add {} to the store at {}",

@@ -7,6 +7,7 @@ mod hashing;
 mod http_server;
 
 mod mount;
+mod mtime;
 mod profile;
 mod remote;
 mod source;

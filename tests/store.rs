@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use hdist_store::tree::MtimePolicy;
 use proptest::prelude::*;
 
 use crate::util::{run_ok, sample_tree, snapshot, stderr, TestStore};
@@ -403,8 +404,8 @@ proptest! {
         let src = dir.path().join("src");
         write_gen(&src, &GenNode::Dir(entries));
         let store = hdist_store::Store::open(&dir.path().join("store")).unwrap();
-        let added = store.add_tree(&src, "gen", None, &|_| {}).unwrap();
-        let again = store.add_tree(&src, "gen", None, &|_| {}).unwrap();
+        let added = store.add_tree(&src, "gen", None, MtimePolicy::Keep, &|_| {}).unwrap();
+        let again = store.add_tree(&src, "gen", None, MtimePolicy::Keep, &|_| {}).unwrap();
         prop_assert_eq!(&added.record.id, &again.record.id);
         prop_assert_eq!(again.new_objects, 0);
         let out = dir.path().join("out");

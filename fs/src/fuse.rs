@@ -25,7 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BackingId, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
@@ -42,9 +42,6 @@ use crate::view::{Kind, View};
 const TTL_IMMUTABLE: Duration = Duration::from_secs(86_400);
 /// Store-wide listings change as artifacts are added.
 const TTL_VOLATILE: Duration = Duration::from_secs(1);
-/// Every file shows this mtime (like the Nix store), so builds and caches keyed on mtimes are
-/// reproducible across machines.
-const FIXED_TIME: Duration = Duration::from_secs(1);
 const DIGEST_XATTR: &str = "user.hdist.digest";
 /// How many recently opened files stay open after their last handle is released.
 const RECENT_OPEN_FILES: usize = 256;
@@ -108,7 +105,9 @@ impl HdistFs {
     }
 
     fn attr(&self, ino: u64, kind: &Kind) -> FileAttr {
-        let time = UNIX_EPOCH + FIXED_TIME;
+        // The mtime the tree records (what `.pyc` validation compares); nothing here changes,
+        // so access and change times are the same.
+        let time = self.view.mtime(ino).to_system_time();
         let (file_type, perm, size, nlink) = match kind {
             Kind::File { size, executable, .. } => (
                 FileType::RegularFile,

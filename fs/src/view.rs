@@ -1,9 +1,16 @@
 //! The logical view a mount presents, independent of FUSE: inodes, attributes and listings.
 //!
 //! Inodes are numbered as they are first met and never reused for the life of the mount.
-//! Files and symlinks are keyed by content (identical files anywhere share one inode, so they
-//! share the page cache); directories are keyed by their position (parent inode + name), since
-//! the kernel does not allow one directory inode at two places.
+//! Files and symlinks are keyed by what `stat` shows of them: content, executable bit and
+//! mtime (identical files with the same mtime anywhere share one inode, so they share the page
+//! cache; the same content with another mtime is another inode, so each shows its own mtime).
+//! Directories are keyed by their position (parent inode + name), since the kernel does not
+//! allow one directory inode at two places.
+//!
+//! Every entry shows the mtime its tree records; a directory merged from several artifacts
+//! shows that of the first artifact's directory (see `hdist_store::union`). What no tree entry
+//! describes (mount roots, artifact roots, the store-wide `artifacts/` and `profiles/` listings)
+//! shows [`Mtime::UNRECORDED`].
 //!
 //! Directory listings are computed on first use by merging the artifact trees (see
 //! `hdist_store::union`) and kept; nothing is done per file at mount time.
@@ -15,6 +22,7 @@ use hdist_store::artifact::ArtifactId;
 use hdist_store::blob::BlobService;
 use hdist_store::catalog::Catalog;
 use hdist_store::hash::Digest;
+use hdist_store::tree::Mtime;
 use hdist_store::union::{self, UnionNode};
 
 use crate::FsError;
@@ -88,7 +96,7 @@ impl Kind {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Key {
-    Content(Kind),
+    Content(Kind, Mtime),
     // Parent inode, name, and the parent profile's epoch (0 elsewhere): after a generation
     // switch a profile's entries get new inodes, while open files keep their old ones.
     Position(u64, Box<[u8]>, u64),
@@ -119,6 +127,8 @@ pub type Listing = Arc<[(Box<[u8]>, u64, Kind)]>;
 struct Table {
     by_key: HashMap<Key, u64>,
     kinds: Vec<Kind>,
+    // Indexed like `kinds`.
+    mtimes: Vec<Mtime>,
     // First path each file inode was met at, for error messages.
     where_seen: HashMap<u64, Box<[u8]>>,
 }
@@ -160,6 +170,7 @@ impl View {
         };
         let table = Table {
             kinds: vec![root_kind],
+            mtimes: vec![Mtime::UNRECORDED],
             ..Default::default()
         };
         Ok(View {
@@ -270,6 +281,15 @@ impl View {
         table.kinds.get(ino.checked_sub(1)? as usize).cloned()
     }
 
+    /// The mtime inode `ino` shows ([`Mtime::UNRECORDED`] for an unknown inode).
+    pub fn mtime(&self, ino: u64) -> Mtime {
+        let table = self.table.read().unwrap();
+        ino.checked_sub(1)
+            .and_then(|index| table.mtimes.get(index as usize))
+            .copied()
+            .unwrap_or(Mtime::UNRECORDED)
+    }
+
     /// Where a file inode was first seen (for logs).
     pub fn seen_at(&self, ino: u64) -> String {
         let table = self.table.read().unwrap();
@@ -280,11 +300,11 @@ impl View {
             .unwrap_or_else(|| format!("inode {ino}"))
     }
 
-    fn intern(&self, parent: u64, epoch: u64, name: &[u8], kind: Kind) -> u64 {
+    fn intern(&self, parent: u64, epoch: u64, name: &[u8], kind: Kind, mtime: Mtime) -> u64 {
         let key = if kind.is_dir() {
             Key::Position(parent, name.into(), epoch)
         } else {
-            Key::Content(kind.clone())
+            Key::Content(kind.clone(), mtime)
         };
         if let Some(ino) = self.table.read().unwrap().by_key.get(&key) {
             return *ino;
@@ -294,6 +314,7 @@ impl View {
             return *ino;
         }
         table.kinds.push(kind);
+        table.mtimes.push(mtime);
         let ino = table.kinds.len() as u64;
         table.by_key.insert(key, ino);
         if matches!(table.kinds[ino as usize - 1], Kind::File { .. }) {
@@ -309,16 +330,20 @@ impl View {
         }
         let kind = self.kind(ino).ok_or(FsError::NoSuchInode(ino))?;
         let mut epoch = 0;
-        let entries: Vec<(Box<[u8]>, Kind)> = match &kind {
+        let unrecorded = |(name, kind)| (name, kind, Mtime::UNRECORDED);
+        let entries: Vec<(Box<[u8]>, Kind, Mtime)> = match &kind {
             Kind::Union(trees) => union::merge(self.blobs.as_ref(), trees)
                 .map_err(|e| FsError::Store(e.into()))?
                 .into_iter()
-                .map(|(name, node)| (name, Kind::from_union(node)))
+                .map(|(name, node, mtime)| (name, Kind::from_union(node), mtime))
                 .collect(),
             Kind::AllRoot => vec![
                 (b"artifacts"[..].into(), Kind::ArtifactsDir),
                 (b"profiles"[..].into(), Kind::ProfilesDir),
-            ],
+            ]
+            .into_iter()
+            .map(unrecorded)
+            .collect(),
             Kind::ArtifactsDir => {
                 let mut names: Vec<String> = self
                     .catalog
@@ -331,6 +356,7 @@ impl View {
                 names
                     .into_iter()
                     .map(|n| (n.as_bytes().into(), Kind::ArtifactNameDir(n.into())))
+                    .map(unrecorded)
                     .collect()
             }
             Kind::ArtifactNameDir(name) => self
@@ -344,12 +370,14 @@ impl View {
                         Kind::Union(Arc::from(vec![root])),
                     )
                 })
+                .map(unrecorded)
                 .collect(),
             Kind::ProfilesDir => self
                 .catalog
                 .profile_names()?
                 .into_iter()
                 .map(|n| (n.as_bytes().into(), Kind::ProfileDir(n.into())))
+                .map(unrecorded)
                 .collect(),
             Kind::ProfileDir(name) => {
                 let (trees, profile_epoch) = self.profile_state(name, ino)?;
@@ -357,15 +385,15 @@ impl View {
                 union::merge(self.blobs.as_ref(), &trees)
                     .map_err(|e| FsError::Store(e.into()))?
                     .into_iter()
-                    .map(|(name, node)| (name, Kind::from_union(node)))
+                    .map(|(name, node, mtime)| (name, Kind::from_union(node), mtime))
                     .collect()
             }
             Kind::File { .. } | Kind::Symlink(_) => return Err(FsError::NotADirectory(ino)),
         };
         let listing: Listing = entries
             .into_iter()
-            .map(|(name, kind)| {
-                let child = self.intern(ino, epoch, &name, kind.clone());
+            .map(|(name, kind, mtime)| {
+                let child = self.intern(ino, epoch, &name, kind.clone(), mtime);
                 (name, child, kind)
             })
             .collect();

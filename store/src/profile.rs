@@ -11,6 +11,12 @@
 //! ```
 //!
 //! Where several artifacts hold the same path, the one listed first wins.
+//!
+//! Mtimes: rules build new trees whose entries keep the mtimes of the entries they came from;
+//! a directory gets the mtime of the artifact directory placed at its path, or, when a rule
+//! creates it (a `target` no artifact directory maps to), the newest mtime of its entries.
+//! `profile export` sets them (for `--link symlink` on the symlinks themselves; hard links
+//! share the linkfarm copy's inode and so cannot).
 
 use std::fs;
 use std::io;
@@ -22,7 +28,7 @@ use crate::artifact::{check_name, ArtifactId};
 use crate::blob::{BlobService, IngestBatch};
 use crate::hash::{hash_document, Digest, ShortDigest};
 use crate::store::{Store, StoreError};
-use crate::tree::{Entry, Node, Tree};
+use crate::tree::{set_mtime, Entry, Mtime, Node, Tree};
 
 /// What a profile rule does with the paths it selects (Hashdist's links DSL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -302,8 +308,14 @@ impl Store {
     }
 }
 
-/// One path of an artifact with what it is, while rules are applied.
-type Placed = std::collections::BTreeMap<Vec<u8>, Node>;
+/// Where rules put an artifact's paths (relocated), while they are applied.
+#[derive(Default)]
+struct Placed {
+    /// Files, symlinks and empty directories, with their mtimes.
+    entries: std::collections::BTreeMap<Vec<u8>, (Node, Mtime)>,
+    /// The mtime of each artifact directory, at its relocated path.
+    dirs: std::collections::BTreeMap<Vec<u8>, Mtime>,
+}
 
 /// The tree a profile shows for the artifact `root` under `rules` (see [`LinkRule`]): new tree
 /// objects (in `batch`) over the artifact's own blobs. A rule matching a directory applies to
@@ -314,9 +326,9 @@ pub fn apply_rules(
     root: &Digest,
     rules: &[LinkRule],
 ) -> Result<Digest, StoreError> {
-    let mut placed = Placed::new();
-    place(blobs, root, b"", rules, None, &mut placed)?;
-    build_tree(batch, &placed, b"")
+    let mut placed = Placed::default();
+    place(blobs, root, b"", Mtime::UNRECORDED, rules, None, &mut placed)?;
+    Ok(build_tree(batch, &placed, b"")?.0)
 }
 
 fn rule_for<'r>(rules: &'r [LinkRule], path: &[u8]) -> Option<&'r LinkRule> {
@@ -345,20 +357,28 @@ fn relocate(rule: Option<&LinkRule>, path: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Walks the tree `digest` at `path`; `inherited` is the rule that matched an ancestor.
+/// Walks the tree `digest` (a directory with mtime `mtime`) at `path`; `inherited` is the rule
+/// that matched an ancestor.
 fn place(
     blobs: &dyn BlobService,
     digest: &Digest,
     path: &[u8],
+    mtime: Mtime,
     rules: &[LinkRule],
     inherited: Option<&LinkRule>,
     placed: &mut Placed,
 ) -> Result<(), StoreError> {
     let tree = Tree::load(blobs, digest)?;
-    if tree.entries().is_empty() && !path.is_empty() {
-        placed
-            .entry(relocate(inherited, path))
-            .or_insert(Node::Directory { digest: *digest });
+    if !path.is_empty() {
+        let at = relocate(inherited, path);
+        if tree.entries().is_empty() {
+            placed
+                .entries
+                .entry(at)
+                .or_insert((Node::Directory { digest: *digest }, mtime));
+        } else if !at.is_empty() {
+            placed.dirs.entry(at).or_insert(mtime);
+        }
     }
     for entry in tree.entries() {
         let mut child = path.to_vec();
@@ -371,11 +391,11 @@ fn place(
             continue;
         }
         match &entry.node {
-            Node::Directory { digest } => place(blobs, digest, &child, rules, rule, placed)?,
+            Node::Directory { digest } => place(blobs, digest, &child, entry.mtime, rules, rule, placed)?,
             node => {
                 let at = relocate(rule, &child);
                 if !at.is_empty() {
-                    placed.entry(at).or_insert_with(|| node.clone());
+                    placed.entries.entry(at).or_insert_with(|| (node.clone(), entry.mtime));
                 }
             }
         }
@@ -383,8 +403,13 @@ fn place(
     Ok(())
 }
 
-/// Builds tree objects for every placed path under `dir` (bottom-up).
-fn build_tree(batch: &IngestBatch<'_>, placed: &Placed, dir: &[u8]) -> Result<Digest, StoreError> {
+/// Builds tree objects for every placed path under `dir` (bottom-up); returns the tree and the
+/// newest mtime of its entries (`None` if it has none).
+fn build_tree(
+    batch: &IngestBatch<'_>,
+    placed: &Placed,
+    dir: &[u8],
+) -> Result<(Digest, Option<Mtime>), StoreError> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut subdirs: Vec<Vec<u8>> = Vec::new();
     let prefix: Vec<u8> = if dir.is_empty() {
@@ -392,7 +417,7 @@ fn build_tree(batch: &IngestBatch<'_>, placed: &Placed, dir: &[u8]) -> Result<Di
     } else {
         [dir, b"/"].concat()
     };
-    for (path, node) in placed.range(prefix.clone()..) {
+    for (path, (node, mtime)) in placed.entries.range(prefix.clone()..) {
         let Some(rest) = path.strip_prefix(prefix.as_slice()) else {
             break;
         };
@@ -406,6 +431,7 @@ fn build_tree(batch: &IngestBatch<'_>, placed: &Placed, dir: &[u8]) -> Result<Di
             None => entries.push(Entry {
                 name: rest.to_vec(),
                 node: node.clone(),
+                mtime: *mtime,
             }),
         }
     }
@@ -418,14 +444,22 @@ fn build_tree(batch: &IngestBatch<'_>, placed: &Placed, dir: &[u8]) -> Result<Di
         } else {
             [dir, b"/", &name].concat()
         };
-        let digest = build_tree(batch, placed, &child)?;
+        let (digest, newest) = build_tree(batch, placed, &child)?;
+        let mtime = placed
+            .dirs
+            .get(&child)
+            .copied()
+            .or(newest)
+            .unwrap_or(Mtime::UNRECORDED);
         entries.push(Entry {
             name,
             node: Node::Directory { digest },
+            mtime,
         });
     }
+    let newest = entries.iter().map(|e| e.mtime).max();
     let tree = Tree::new(entries)?;
-    Ok(batch.put_bytes(&tree.encode())?.digest)
+    Ok((batch.put_bytes(&tree.encode())?.digest, newest))
 }
 
 /// Loads a profile document through any blob service.
@@ -465,6 +499,7 @@ impl Store {
         let tree = staging.path().join("tree");
         let roots: Vec<Digest> = doc.artifacts.iter().map(|a| a.shown_root()).collect();
         self.export_union(&roots, &tree, mode)?;
+        set_mtime(&tree, Mtime::UNRECORDED).map_err(StoreError::io("set the mtime of", &tree))?;
         if dest.exists() {
             exchange(&tree, dest).map_err(StoreError::io("replace", dest))?;
             // `tree` now holds the previous export, removed with the staging directory.
@@ -479,13 +514,18 @@ impl Store {
         use std::os::unix::fs::PermissionsExt;
         fs::create_dir(dir).map_err(StoreError::io("create directory", dir))?;
         let listing = crate::union::merge(self.blobs().as_ref(), trees)?;
-        for (name, node) in listing {
+        for (name, node, mtime) in listing {
             let path = dir.join(std::ffi::OsStr::from_bytes(&name));
+            let set_own_mtime = || set_mtime(&path, mtime).map_err(StoreError::io("set the mtime of", &path));
             match node {
-                crate::union::UnionNode::Directory(children) => self.export_union(&children, &path, mode)?,
+                crate::union::UnionNode::Directory(children) => {
+                    self.export_union(&children, &path, mode)?;
+                    set_own_mtime()?;
+                }
                 crate::union::UnionNode::Symlink(target) => {
                     std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)
-                        .map_err(StoreError::io("create symlink", &path))?
+                        .map_err(StoreError::io("create symlink", &path))?;
+                    set_own_mtime()?;
                 }
                 crate::union::UnionNode::File {
                     digest, executable, ..
@@ -498,8 +538,12 @@ impl Store {
                             .map_err(StoreError::io("chmod", &source))?;
                     }
                     match mode {
-                        LinkMode::Symlink => std::os::unix::fs::symlink(&source, &path)
-                            .map_err(StoreError::io("create symlink", &path))?,
+                        LinkMode::Symlink => {
+                            std::os::unix::fs::symlink(&source, &path)
+                                .map_err(StoreError::io("create symlink", &path))?;
+                            set_own_mtime()?;
+                        }
+                        // The linkfarm copy's inode is shared by every user of the content.
                         LinkMode::Hardlink => fs::hard_link(&source, &path).map_err(StoreError::io(
                             "hard-link (use --link copy across file systems)",
                             &path,
@@ -508,6 +552,7 @@ impl Store {
                             fs::copy(&source, &path).map_err(StoreError::io("copy", &path))?;
                             fs::set_permissions(&path, fs::Permissions::from_mode(wanted_mode))
                                 .map_err(StoreError::io("chmod", &path))?;
+                            set_own_mtime()?;
                         }
                     }
                 }

@@ -220,12 +220,14 @@ impl Store {
             .join(format!("{}.json", id.hash()))
     }
 
-    /// Ingests `dir` as an artifact named `name`; see the module docs for the id.
+    /// Ingests `dir` as an artifact named `name`, recording mtimes as `mtimes` says; see the
+    /// module docs for the id.
     pub fn add_tree(
         &self,
         dir: &Path,
         name: &str,
         version: Option<&str>,
+        mtimes: tree::MtimePolicy,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<AddOutcome, StoreError> {
         crate::artifact::check_name(name)?;
@@ -234,7 +236,7 @@ impl Store {
         }
         let _writer = self.writer_lock()?;
         let batch = self.blobs.batch();
-        let ingested = tree::ingest_tree(&batch, dir, progress)?;
+        let ingested = tree::ingest_tree(&batch, dir, mtimes, progress)?;
         let stored = batch.commit()?;
         let hash = hash_document(
             "tree-artifact",
@@ -397,8 +399,19 @@ impl Store {
         match self.node_at(record, path)? {
             Node::Directory { digest } => Ok(Tree::load(self.blobs.as_ref(), &digest)?.entries().to_vec()),
             node => {
-                let name = path.rsplit('/').next().unwrap_or(path).as_bytes().to_vec();
-                Ok(vec![tree::Entry { name, node }])
+                // The entry (with its mtime) is in the parent's tree.
+                let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+                let listed = match tree::resolve_path(self.blobs.as_ref(), &record.root, parent.as_bytes())? {
+                    Some(Node::Directory { digest }) => Tree::load(self.blobs.as_ref(), &digest)?
+                        .get(name.as_bytes())
+                        .cloned(),
+                    _ => None,
+                };
+                Ok(vec![listed.unwrap_or(tree::Entry {
+                    name: name.as_bytes().to_vec(),
+                    node,
+                    mtime: tree::Mtime::UNRECORDED,
+                })])
             }
         }
     }
@@ -448,7 +461,7 @@ impl Store {
             .tempdir_in(&parent)
             .map_err(StoreError::io("create a temporary directory in", &parent))?;
         let inner = staging.path().join("tree");
-        tree::export_tree(self.blobs.as_ref(), &record.root, &inner)?;
+        tree::export_tree(self.blobs.as_ref(), &record.root, &inner, tree::ExportTimes::Recorded)?;
         if dest.exists() {
             fs::remove_dir(dest).map_err(StoreError::io("replace empty directory", dest))?;
         }

@@ -4,13 +4,16 @@
 //! directory, it is merged with the directories of the same name in later trees; a later file
 //! or symlink of that name is shadowed. If it is a file or symlink, everything later of that
 //! name is shadowed. The same rule applies at every depth, so the view is deterministic.
+//!
+//! The mtime of a name is that of the entry that decided what it is: for a merged directory,
+//! the directory of the first tree that has it (later trees' directories only add names).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::blob::BlobService;
 use crate::hash::Digest;
-use crate::tree::{Node, Tree, TreeError};
+use crate::tree::{Mtime, Node, Tree, TreeError};
 
 /// What a name in a merged directory is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -27,8 +30,8 @@ pub enum UnionNode {
     Symlink(Arc<[u8]>),
 }
 
-/// A merged directory listing: (name, node), sorted by name bytes.
-pub type MergedListing = Vec<(Box<[u8]>, UnionNode)>;
+/// A merged directory listing: (name, node, mtime), sorted by name bytes.
+pub type MergedListing = Vec<(Box<[u8]>, UnionNode, Mtime)>;
 
 /// Merges the directories `trees` (priority order) into one sorted listing.
 pub fn merge(blobs: &dyn BlobService, trees: &[Digest]) -> Result<MergedListing, TreeError> {
@@ -38,10 +41,10 @@ pub fn merge(blobs: &dyn BlobService, trees: &[Digest]) -> Result<MergedListing,
         return Ok(tree
             .entries()
             .iter()
-            .map(|e| (e.name.clone().into_boxed_slice(), to_union(&e.node)))
+            .map(|e| (e.name.clone().into_boxed_slice(), to_union(&e.node), e.mtime))
             .collect());
     }
-    let mut merged: BTreeMap<Box<[u8]>, (UnionNode, Vec<Digest>)> = BTreeMap::new();
+    let mut merged: BTreeMap<Box<[u8]>, (UnionNode, Vec<Digest>, Mtime)> = BTreeMap::new();
     for digest in trees {
         let tree = Tree::load(blobs, digest)?;
         for entry in tree.entries() {
@@ -53,10 +56,10 @@ pub fn merge(blobs: &dyn BlobService, trees: &[Digest]) -> Result<MergedListing,
                     };
                     merged.insert(
                         entry.name.clone().into_boxed_slice(),
-                        (to_union(&entry.node), dirs),
+                        (to_union(&entry.node), dirs, entry.mtime),
                     );
                 }
-                Some((UnionNode::Directory(_), dirs)) => {
+                Some((UnionNode::Directory(_), dirs, _)) => {
                     if let Node::Directory { digest } = &entry.node {
                         dirs.push(*digest);
                     }
@@ -67,9 +70,9 @@ pub fn merge(blobs: &dyn BlobService, trees: &[Digest]) -> Result<MergedListing,
     }
     Ok(merged
         .into_iter()
-        .map(|(name, (node, dirs))| match node {
-            UnionNode::Directory(_) => (name, UnionNode::Directory(dirs.into())),
-            other => (name, other),
+        .map(|(name, (node, dirs, mtime))| match node {
+            UnionNode::Directory(_) => (name, UnionNode::Directory(dirs.into()), mtime),
+            other => (name, other, mtime),
         })
         .collect())
 }

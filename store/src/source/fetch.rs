@@ -436,7 +436,8 @@ fn fetch_path(
             return Ok(key);
         }
         let batch = store.blobs().batch();
-        let ingested = tree::ingest_tree(&batch, path, &|_| {})?;
+        // The key covers content only, so mtimes are normalised: one key, one tree.
+        let ingested = tree::ingest_tree(&batch, path, tree::MtimePolicy::Zero, &|_| {})?;
         batch.commit()?;
         if !files::tree_matches(store.blobs().as_ref(), &ingested.root, &pack)? {
             return Err(SourceError::Changed {
@@ -551,6 +552,7 @@ fn store_single_file(
             size: blob.size,
             executable,
         },
+        mtime: tree::Mtime::ZERO,
     }])?;
     let root = batch.put_bytes(&tree.encode())?;
     batch.commit()?;
@@ -785,7 +787,8 @@ fn fetch_git(
         true,
     )?;
     let batch = store.blobs().batch();
-    let ingested = tree::ingest_tree(&batch, &checkout, &|_| {})?;
+    // Git records no mtimes; the checkout's are the time of this fetch.
+    let ingested = tree::ingest_tree(&batch, &checkout, tree::MtimePolicy::Zero, &|_| {})?;
     batch.commit()?;
     commit_record(
         store,

@@ -59,11 +59,12 @@ pub(crate) fn unpack(store: &Store, key: &SourceKey, dest: &Path) -> Result<(), 
                 }
                 Err(reason) => return Err(SourceError::ContentMismatch { key: *key, reason }),
             }
-            tree::export_tree(blobs, &tree_digest, &root)?;
+            // Their mtimes were normalised to 0 at fetch (the key covers content only).
+            tree::export_tree(blobs, &tree_digest, &root, tree::ExportTimes::WriteTime)?;
             root
         }
         (SourceKey::Git { .. }, SourceContent::Tree(tree_digest)) => {
-            tree::export_tree(blobs, &tree_digest, &root)?;
+            tree::export_tree(blobs, &tree_digest, &root, tree::ExportTimes::WriteTime)?;
             root
         }
         (_, content) => {

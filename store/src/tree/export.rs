@@ -1,47 +1,90 @@
 //! Materialising a tree as a plain directory.
 
+use std::ffi::CString;
 use std::fs::{self, File, Permissions};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::{Node, Tree, TreeError};
+use super::{Mtime, Node, Tree, TreeError};
 use crate::blob::BlobService;
 use crate::hash::Digest;
 
+/// Which modification times an export gives what it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExportTimes {
+    /// The mtimes recorded in the tree (the root directory gets [`Mtime::UNRECORDED`]).
+    #[default]
+    Recorded,
+    /// Whatever writing them gives (now): for trees whose recorded mtimes were normalised away
+    /// (git and `files:` sources), where 0 would only upset tools such as `zipfile`.
+    WriteTime,
+}
+
 /// Writes the tree `root` into `dest`, which must not exist yet: directories 0755, files 0644
-/// or 0755, symlinks with their stored targets. The caller makes this atomic by exporting to a
-/// temporary sibling and renaming.
-pub fn export_tree(blobs: &dyn BlobService, root: &Digest, dest: &Path) -> Result<(), TreeError> {
-    let mut files = Vec::new();
-    create_dirs(blobs, root, dest, &mut files)?;
-    files
+/// or 0755, symlinks with their stored targets, each with its mtime as `times` says. The
+/// caller makes this atomic by exporting to a temporary sibling and renaming.
+pub fn export_tree(
+    blobs: &dyn BlobService,
+    root: &Digest,
+    dest: &Path,
+    times: ExportTimes,
+) -> Result<(), TreeError> {
+    let mut written = Written::default();
+    create_dirs(blobs, root, dest, Mtime::UNRECORDED, &mut written)?;
+    let recorded = times == ExportTimes::Recorded;
+    written
+        .files
         .par_iter()
-        .try_for_each(|(digest, path, executable)| write_file(blobs, digest, path, *executable))?;
-    // Directory permissions last: a read-only directory could not have been filled.
+        .try_for_each(|(digest, path, executable, mtime)| {
+            write_file(blobs, digest, path, *executable)?;
+            if recorded {
+                set_mtime(path, *mtime).map_err(TreeError::io("set the mtime of", path))?;
+            }
+            Ok::<_, TreeError>(())
+        })?;
+    if recorded {
+        // Directories after everything in them was created, which changed their mtimes.
+        for (path, mtime) in written.symlinks.iter().chain(&written.dirs) {
+            set_mtime(path, *mtime).map_err(TreeError::io("set the mtime of", path))?;
+        }
+    }
     Ok(())
+}
+
+#[derive(Default)]
+struct Written {
+    files: Vec<(Digest, PathBuf, bool, Mtime)>,
+    symlinks: Vec<(PathBuf, Mtime)>,
+    dirs: Vec<(PathBuf, Mtime)>,
 }
 
 fn create_dirs(
     blobs: &dyn BlobService,
     digest: &Digest,
     dir: &Path,
-    files: &mut Vec<(Digest, PathBuf, bool)>,
+    mtime: Mtime,
+    written: &mut Written,
 ) -> Result<(), TreeError> {
     fs::create_dir(dir).map_err(TreeError::io("create directory", dir))?;
     fs::set_permissions(dir, Permissions::from_mode(0o755)).map_err(TreeError::io("chmod", dir))?;
+    written.dirs.push((dir.to_path_buf(), mtime));
     let tree = Tree::load(blobs, digest)?;
     for entry in tree.entries() {
         let path = dir.join(std::ffi::OsStr::from_bytes(&entry.name));
         match &entry.node {
-            Node::Directory { digest } => create_dirs(blobs, digest, &path, files)?,
+            Node::Directory { digest } => create_dirs(blobs, digest, &path, entry.mtime, written)?,
             Node::File {
                 digest, executable, ..
-            } => files.push((*digest, path, *executable)),
-            Node::Symlink { target } => symlink(std::ffi::OsStr::from_bytes(target), &path)
-                .map_err(TreeError::io("create symlink", &path))?,
+            } => written.files.push((*digest, path, *executable, entry.mtime)),
+            Node::Symlink { target } => {
+                symlink(std::ffi::OsStr::from_bytes(target), &path)
+                    .map_err(TreeError::io("create symlink", &path))?;
+                written.symlinks.push((path, entry.mtime));
+            }
         }
     }
     Ok(())
@@ -60,4 +103,22 @@ fn write_file(
     out.set_permissions(Permissions::from_mode(mode))
         .map_err(TreeError::io("chmod", path))?;
     Ok(())
+}
+
+/// Sets the access and modification times of `path` to `mtime`, never following a symlink
+/// (a symlink gets its own time, its target is left alone).
+pub fn set_mtime(path: &Path, mtime: Mtime) -> io::Result<()> {
+    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let time = libc::timespec {
+        tv_sec: mtime.seconds() as libc::time_t,
+        tv_nsec: mtime.nanos() as libc::c_long,
+    };
+    let times = [time, time];
+    // SAFETY: `path` is NUL-terminated and `times` holds two timespecs, both live for the call.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }

@@ -2,6 +2,8 @@
 //!
 //! Three phases: a sequential metadata walk (cheap), the file contents hashed and compressed on
 //! every core (the expensive part), then trees built bottom-up. Hardlinks are read once.
+//! Each entry's mtime is its `lstat` mtime (a symlink's own, not its target's), unless the
+//! caller asks for [`MtimePolicy::Zero`].
 
 use std::collections::HashMap;
 use std::fs;
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::{Entry, Node, Tree, TreeError};
+use super::{Entry, Mtime, Node, Tree, TreeError};
 use crate::blob::{IngestBatch, PutOutcome};
 use crate::hash::Digest;
 
@@ -32,6 +34,17 @@ impl ObjectKind {
             ObjectKind::Tree => 1,
         }
     }
+}
+
+/// Which modification times an ingest records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MtimePolicy {
+    /// Each entry's own mtime, to the nanosecond (what `.pyc` validation and `make` need).
+    #[default]
+    Keep,
+    /// 0 for every entry: the tree (and an artifact id derived from it) depends on the content
+    /// alone, not on when the files were written.
+    Zero,
 }
 
 /// One object an ingest referenced (new or already present).
@@ -63,10 +76,11 @@ enum Walked {
 }
 
 struct WalkedDir {
-    entries: Vec<(Vec<u8>, Walked)>,
+    entries: Vec<(Vec<u8>, Walked, Mtime)>,
 }
 
 struct Walk {
+    mtimes: MtimePolicy,
     dirs: Vec<WalkedDir>,
     // (dev, ino) -> (path, size), one per distinct file.
     files: HashMap<(u64, u64), (PathBuf, u64)>,
@@ -74,11 +88,13 @@ struct Walk {
     bytes: u64,
 }
 
-/// Ingests the directory `root` into `batch`. `progress` is called with the size of each file
-/// once it is stored. Nothing is visible in the store until the batch is committed.
+/// Ingests the directory `root` into `batch`, recording mtimes as `mtimes` says. `progress` is
+/// called with the size of each file once it is stored. Nothing is visible in the store until
+/// the batch is committed.
 pub fn ingest_tree(
     batch: &IngestBatch<'_>,
     root: &Path,
+    mtimes: MtimePolicy,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<IngestedTree, TreeError> {
     let meta = fs::metadata(root).map_err(|e| match e.kind() {
@@ -95,6 +111,7 @@ pub fn ingest_tree(
         });
     }
     let mut walk = Walk {
+        mtimes,
         dirs: Vec::new(),
         files: HashMap::new(),
         file_count: 0,
@@ -126,7 +143,7 @@ pub fn ingest_tree(
     for index in (0..walk.dirs.len()).rev() {
         let dir = &walk.dirs[index];
         let mut entries = Vec::with_capacity(dir.entries.len());
-        for (name, walked) in &dir.entries {
+        for (name, walked, mtime) in &dir.entries {
             let node = match walked {
                 Walked::File { key, executable } => {
                     let outcome = &by_key[key];
@@ -146,6 +163,7 @@ pub fn ingest_tree(
             entries.push(Entry {
                 name: name.clone(),
                 node,
+                mtime: *mtime,
             });
         }
         let tree = Tree::new(entries)?;
@@ -178,6 +196,13 @@ fn walk_dir(walk: &mut Walk, dir: &Path) -> Result<usize, TreeError> {
         let name = child.file_name().as_bytes().to_vec();
         let meta = fs::symlink_metadata(&path).map_err(TreeError::io("stat", &path))?;
         let file_type = meta.file_type();
+        let mtime = match walk.mtimes {
+            // The kernel normalises timespecs; the clamp only keeps a broken FUSE server from
+            // producing an unencodable tree.
+            MtimePolicy::Keep => Mtime::new(meta.mtime(), meta.mtime_nsec().clamp(0, 999_999_999) as u32)
+                .unwrap_or(Mtime::ZERO),
+            MtimePolicy::Zero => Mtime::ZERO,
+        };
         let walked = if file_type.is_dir() {
             Walked::Dir(walk_dir(walk, &path)?)
         } else if file_type.is_symlink() {
@@ -204,7 +229,7 @@ fn walk_dir(walk: &mut Walk, dir: &Path) -> Result<usize, TreeError> {
             };
             return Err(TreeError::SpecialFile { path, kind });
         };
-        entries.push((name, walked));
+        entries.push((name, walked, mtime));
     }
     walk.dirs[index].entries = entries;
     Ok(index)

@@ -4,31 +4,100 @@
 //! encoding, so identical subtrees anywhere in the store are one object.
 //!
 //! ```text
-//! tree     = "HDT1" count:u32le entry*          entries sorted by name bytes, names unique
-//! entry    = kind:u8 name_len:u32le name payload
+//! tree     = "HDT2" count:u32le entry*          entries sorted by name bytes, names unique
+//! entry    = kind:u8 name_len:u32le name mtime payload
 //! kind     = 'd' | 'f' | 'x' | 'l'              directory, file, executable file, symlink
+//! mtime    = seconds:i64le nanos:u32le          since the Unix epoch; nanos < 1e9
 //! payload  = 'd': tree digest (32 bytes)
 //!          | 'f','x': size:u64le blob digest (32 bytes)
 //!          | 'l': target_len:u32le target bytes (as stored, never resolved)
 //! ```
 //!
 //! Names are raw bytes (any byte but `/` and NUL; not `.` or `..`), so non-UTF-8 names
-//! round-trip. Permissions beyond the executable bit, owners and times are not recorded: two
-//! trees with the same content hash the same wherever and whenever they were made.
+//! round-trip. Every entry (file, directory and symlink alike) carries its modification time,
+//! because tools validate caches against it: Python accepts a `.pyc` only if the mtime
+//! recorded in it equals its source's. Ingest records the `lstat` mtime (or 0 everywhere with
+//! [`MtimePolicy::Zero`], for ids independent of when files were written); export sets it back,
+//! directories after their content, symlinks without following them. A tree's own root has no
+//! entry, so its mtime is not recorded: it shows [`Mtime::UNRECORDED`]. Permissions beyond the
+//! executable bit and owners are not recorded.
+//!
+//! Mtimes are in the tree, not in the blob: identical content is still one blob wherever and
+//! whenever it was made; only the tree objects naming it differ.
+//!
+//! Trees written before mtimes were recorded (magic `"HDT1"`: the same entries without the
+//! `mtime` field) still decode; their entries get [`Mtime::UNRECORDED`], the mtime 1 every file
+//! showed then, so an old store mounts and exports exactly as before. New trees are always
+//! written as `"HDT2"`.
 
 mod export;
 mod ingest;
 
-pub use export::export_tree;
-pub use ingest::{ingest_tree, IngestedObject, IngestedTree, ObjectKind};
+pub use export::{export_tree, set_mtime, ExportTimes};
+pub use ingest::{ingest_tree, IngestedObject, IngestedTree, MtimePolicy, ObjectKind};
 
 use std::io;
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::blob::{BlobError, BlobService};
 use crate::hash::Digest;
 
-const MAGIC: &[u8; 4] = b"HDT1";
+/// The encoding written: entries with mtimes.
+const MAGIC: &[u8; 4] = b"HDT2";
+/// The encoding before mtimes were recorded; still read.
+const MAGIC_WITHOUT_MTIMES: &[u8; 4] = b"HDT1";
+const NANOS_PER_SECOND: u32 = 1_000_000_000;
+
+/// A modification time: whole seconds since the Unix epoch (negative before 1970) plus
+/// nanoseconds, as `struct timespec` holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Mtime {
+    seconds: i64,
+    nanos: u32,
+}
+
+impl Mtime {
+    /// The epoch itself (what [`MtimePolicy::Zero`] records).
+    pub const ZERO: Mtime = Mtime { seconds: 0, nanos: 0 };
+    /// What an entry of a tree written before mtimes were recorded, and the root of a tree,
+    /// show: one second after the epoch, the fixed mtime of every file before (as in the Nix
+    /// store).
+    pub const UNRECORDED: Mtime = Mtime { seconds: 1, nanos: 0 };
+
+    /// The time `seconds` + `nanos`; `None` if `nanos` is not below one second.
+    pub fn new(seconds: i64, nanos: u32) -> Option<Mtime> {
+        (nanos < NANOS_PER_SECOND).then_some(Mtime { seconds, nanos })
+    }
+
+    /// Whole seconds since the epoch (the `tv_sec` of a timespec).
+    pub fn seconds(self) -> i64 {
+        self.seconds
+    }
+
+    /// Nanoseconds within the second, below 1e9 (the `tv_nsec` of a timespec).
+    pub fn nanos(self) -> u32 {
+        self.nanos
+    }
+
+    /// As a [`SystemTime`] (before the epoch for negative seconds).
+    pub fn to_system_time(self) -> SystemTime {
+        let seconds = Duration::from_secs(self.seconds.unsigned_abs());
+        let since_epoch = if self.seconds >= 0 {
+            UNIX_EPOCH.checked_add(seconds)
+        } else {
+            UNIX_EPOCH.checked_sub(seconds)
+        };
+        // Far beyond what SystemTime holds on this platform: the nearest representable end.
+        since_epoch
+            .and_then(|t| t.checked_add(Duration::from_nanos(self.nanos.into())))
+            .unwrap_or(if self.seconds >= 0 {
+                UNIX_EPOCH + Duration::from_secs(i64::MAX as u64)
+            } else {
+                UNIX_EPOCH
+            })
+    }
+}
 
 /// What a directory entry is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,6 +121,8 @@ pub struct Entry {
     pub name: Vec<u8>,
     /// What the name points to.
     pub node: Node,
+    /// Its modification time (of the directory itself, for a directory).
+    pub mtime: Mtime,
 }
 
 /// A directory listing in canonical order.
@@ -163,6 +234,8 @@ impl Tree {
             out.push(kind);
             out.extend_from_slice(&(entry.name.len() as u32).to_le_bytes());
             out.extend_from_slice(&entry.name);
+            out.extend_from_slice(&entry.mtime.seconds.to_le_bytes());
+            out.extend_from_slice(&entry.mtime.nanos.to_le_bytes());
             match &entry.node {
                 Node::Directory { digest } => out.extend_from_slice(digest.as_bytes()),
                 Node::File { digest, size, .. } => {
@@ -183,17 +256,20 @@ impl Tree {
         Digest::of(&self.encode())
     }
 
-    /// Parses an encoding; `digest` only names the object in errors. Rejects anything that is
-    /// not canonical (unsorted, duplicate or invalid names, trailing bytes).
+    /// Parses an encoding (`"HDT2"`, or the older `"HDT1"` without mtimes); `digest` only
+    /// names the object in errors. Rejects anything that is not canonical (unsorted, duplicate
+    /// or invalid names, nanoseconds of 1e9 or more, trailing bytes).
     pub fn decode(digest: &Digest, bytes: &[u8]) -> Result<Tree, TreeError> {
         let malformed = |reason: &str| TreeError::Malformed {
             digest: *digest,
             reason: reason.to_string(),
         };
         let mut cursor = Cursor { bytes, pos: 0 };
-        if cursor.take(4).ok_or_else(|| malformed("truncated magic"))? != MAGIC {
-            return Err(malformed("not a tree (bad magic)"));
-        }
+        let with_mtimes = match cursor.take(4).ok_or_else(|| malformed("truncated magic"))? {
+            magic if magic == MAGIC => true,
+            magic if magic == MAGIC_WITHOUT_MTIMES => false,
+            _ => return Err(malformed("not a tree (bad magic)")),
+        };
         let count = cursor.u32().ok_or_else(|| malformed("truncated count"))? as usize;
         let mut entries = Vec::with_capacity(count.min(bytes.len() / 6));
         for _ in 0..count {
@@ -203,6 +279,13 @@ impl Tree {
                 .take(name_len)
                 .ok_or_else(|| malformed("truncated name"))?
                 .to_vec();
+            let mtime = if with_mtimes {
+                let seconds = cursor.i64().ok_or_else(|| malformed("truncated mtime"))?;
+                let nanos = cursor.u32().ok_or_else(|| malformed("truncated mtime"))?;
+                Mtime::new(seconds, nanos).ok_or_else(|| malformed("mtime nanoseconds not below 1e9"))?
+            } else {
+                Mtime::UNRECORDED
+            };
             let node = match kind {
                 b'd' => Node::Directory {
                     digest: cursor.digest().ok_or_else(|| malformed("truncated digest"))?,
@@ -233,7 +316,7 @@ impl Tree {
                 }
             }
             check_name(&name).map_err(|_| malformed("invalid entry name"))?;
-            entries.push(Entry { name, node });
+            entries.push(Entry { name, node, mtime });
         }
         if cursor.pos != bytes.len() {
             return Err(malformed("trailing bytes"));
@@ -265,6 +348,9 @@ impl<'a> Cursor<'a> {
     }
     fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
     fn digest(&mut self) -> Option<Digest> {
         Some(Digest::from_bytes(self.take(32)?.try_into().ok()?))
@@ -300,7 +386,139 @@ mod tests {
                 size: 1,
                 executable,
             },
+            mtime: Mtime::new(1_700_000_000, 123_456_789).unwrap(),
         }
+    }
+
+    fn timed(mut entry: Entry, seconds: i64, nanos: u32) -> Entry {
+        entry.mtime = Mtime::new(seconds, nanos).unwrap();
+        entry
+    }
+
+    /// The bytes a tree of the old encoding holds for `entries` (kind, name, payload).
+    fn hdt1(entries: &[(u8, &[u8], Vec<u8>)]) -> Vec<u8> {
+        let mut out = b"HDT1".to_vec();
+        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        for (kind, name, payload) in entries {
+            out.push(*kind);
+            out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            out.extend_from_slice(name);
+            out.extend_from_slice(payload);
+        }
+        out
+    }
+
+    #[test]
+    fn mtimes_round_trip_at_the_extremes() {
+        let dir = Digest::of(b"some tree");
+        let tree = Tree::new(vec![
+            timed(file(b"negative", 1, false), -1_234_567_890, 999_999_999),
+            timed(file(b"epoch", 2, true), 0, 0),
+            timed(file(b"far", 3, false), i64::MAX / 2, 999_999_999),
+            timed(file(b"max", 3, false), i64::MAX, 999_999_999),
+            timed(file(b"min", 3, false), i64::MIN, 0),
+            timed(
+                Entry {
+                    name: b"dir".to_vec(),
+                    node: Node::Directory { digest: dir },
+                    mtime: Mtime::ZERO,
+                },
+                -1,
+                1,
+            ),
+            timed(
+                Entry {
+                    name: b"link".to_vec(),
+                    node: Node::Symlink { target: b"far".to_vec() },
+                    mtime: Mtime::ZERO,
+                },
+                86_400,
+                500,
+            ),
+        ])
+        .unwrap();
+        let bytes = tree.encode();
+        assert_eq!(&bytes[..4], b"HDT2");
+        let decoded = Tree::decode(&tree.digest(), &bytes).unwrap();
+        assert_eq!(decoded, tree);
+        let far = decoded.get(b"far").unwrap().mtime;
+        assert_eq!((far.seconds(), far.nanos()), (i64::MAX / 2, 999_999_999));
+        let negative = decoded.get(b"negative").unwrap().mtime;
+        assert_eq!((negative.seconds(), negative.nanos()), (-1_234_567_890, 999_999_999));
+        assert_eq!(decoded.get(b"dir").unwrap().mtime, Mtime::new(-1, 1).unwrap());
+        assert_eq!(decoded.get(b"link").unwrap().mtime, Mtime::new(86_400, 500).unwrap());
+    }
+
+    #[test]
+    fn the_mtime_is_part_of_the_digest() {
+        let a = Tree::new(vec![timed(file(b"f", 1, false), 10, 0)]).unwrap();
+        let b = Tree::new(vec![timed(file(b"f", 1, false), 10, 1)]).unwrap();
+        assert_ne!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn nanoseconds_of_a_second_or_more_are_malformed() {
+        assert!(Mtime::new(0, 1_000_000_000).is_none());
+        assert!(Mtime::new(0, 999_999_999).is_some());
+        let tree = Tree::new(vec![timed(file(b"f", 1, false), 5, 0)]).unwrap();
+        let mut bytes = tree.encode();
+        // magic, count, kind, name length, name, then seconds and the nanoseconds.
+        let nanos_at = 4 + 4 + 1 + 4 + 1 + 8;
+        bytes[nanos_at..nanos_at + 4].copy_from_slice(&1_000_000_000u32.to_le_bytes());
+        match Tree::decode(&tree.digest(), &bytes) {
+            Err(TreeError::Malformed { reason, .. }) => assert!(reason.contains("nanoseconds"), "{reason}"),
+            other => panic!("expected a malformed tree, got {other:?}"),
+        }
+        // A truncated mtime is malformed too.
+        assert!(Tree::decode(&tree.digest(), &tree.encode()[..nanos_at + 2]).is_err());
+    }
+
+    #[test]
+    fn trees_of_the_old_encoding_still_decode() {
+        let blob = Digest::of(b"x");
+        let sub = Digest::of(b"sub");
+        let mut file_payload = 1u64.to_le_bytes().to_vec();
+        file_payload.extend_from_slice(blob.as_bytes());
+        let mut link_payload = 3u32.to_le_bytes().to_vec();
+        link_payload.extend_from_slice(b"../");
+        let bytes = hdt1(&[
+            (b'd', b"d", sub.as_bytes().to_vec()),
+            (b'f', b"f", file_payload.clone()),
+            (b'l', b"l", link_payload),
+            (b'x', b"x", file_payload),
+        ]);
+        let digest = Digest::of(&bytes);
+        let tree = Tree::decode(&digest, &bytes).unwrap();
+        let names: Vec<&[u8]> = tree.entries().iter().map(|e| e.name.as_slice()).collect();
+        assert_eq!(names, [&b"d"[..], b"f", b"l", b"x"]);
+        assert!(tree.entries().iter().all(|e| e.mtime == Mtime::UNRECORDED));
+        assert_eq!(tree.get(b"d").unwrap().node, Node::Directory { digest: sub });
+        assert_eq!(
+            tree.get(b"x").unwrap().node,
+            Node::File {
+                digest: blob,
+                size: 1,
+                executable: true
+            }
+        );
+        assert_eq!(tree.get(b"l").unwrap().node, Node::Symlink { target: b"../".to_vec() });
+        // Re-encoding writes the current encoding (a different object).
+        assert_eq!(&tree.encode()[..4], b"HDT2");
+        assert!(Tree::decode(&digest, &hdt1(&[(b'f', b"f", vec![0; 3])])).is_err());
+        let mut unknown = bytes.clone();
+        unknown[..4].copy_from_slice(b"HDT9");
+        assert!(Tree::decode(&digest, &unknown).is_err());
+    }
+
+    #[test]
+    fn mtimes_convert_to_system_times_on_both_sides_of_the_epoch() {
+        let before = Mtime::new(-2, 250_000_000).unwrap().to_system_time();
+        assert_eq!(
+            UNIX_EPOCH.duration_since(before).unwrap(),
+            Duration::from_millis(1_750)
+        );
+        let after = Mtime::new(3, 5).unwrap().to_system_time();
+        assert_eq!(after.duration_since(UNIX_EPOCH).unwrap(), Duration::new(3, 5));
     }
 
     #[test]
@@ -313,6 +531,7 @@ mod tests {
                 node: Node::Symlink {
                     target: b"../x\xfe".to_vec(),
                 },
+                mtime: Mtime::new(-5, 0).unwrap(),
             },
         ])
         .unwrap();
@@ -336,7 +555,7 @@ mod tests {
         // Swap the two names so that the order is wrong.
         let mut swapped = tree.encode();
         let first = 4 + 4 + 1 + 4;
-        let second = first + 1 + 8 + 32 + 1 + 4;
+        let second = first + 1 + 12 + 8 + 32 + 1 + 4;
         swapped.swap(first, second);
         assert!(Tree::decode(&tree.digest(), &swapped).is_err());
     }
