@@ -83,7 +83,10 @@ fn mounted_profile_matches_the_source_tree() {
     assert_eq!(fs::metadata(mnt.join("share/doc/README")).unwrap().ino(), a);
     // The mtime the file had when it was added.
     let added = fs::metadata(src.join("lib/libx.so")).unwrap();
-    assert_eq!((meta.mtime(), meta.mtime_nsec()), (added.mtime(), added.mtime_nsec()));
+    assert_eq!(
+        (meta.mtime(), meta.mtime_nsec()),
+        (added.mtime(), added.mtime_nsec())
+    );
     // The digest xattr.
     let digest = xattr(&mnt.join("lib/libx.so"), "user.hdist.digest").unwrap();
     assert_eq!(

@@ -12,7 +12,8 @@ use crate::util::{fuse_available, run_ok, MountGuard, TestStore};
 /// Sets the mtime of `path` without following a symlink.
 fn set_mtime(path: &Path, seconds: i64, nanos: u32) {
     let mtime = hdist_store::tree::Mtime::new(seconds, nanos).unwrap();
-    hdist_store::tree::set_mtime(path, mtime).unwrap_or_else(|e| panic!("set the mtime of {}: {e}", path.display()));
+    hdist_store::tree::set_mtime(path, mtime)
+        .unwrap_or_else(|e| panic!("set the mtime of {}: {e}", path.display()));
 }
 
 /// (seconds, nanoseconds) of every entry below `root` (not `root` itself), from `lstat`.
@@ -62,8 +63,14 @@ fn timed_tree(root: &Path) {
 }
 
 fn add_with(t: &TestStore, dir: &Path, name: &str, extra: &[&str]) -> String {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["-q".as_ref(), "store".as_ref(), "add".as_ref(), dir.as_os_str()];
-    args.extend(["--name", name].into_iter().chain(extra.iter().copied()).map(std::ffi::OsStr::new));
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["-q".as_ref(), "store".as_ref(), "add".as_ref(), dir.as_os_str()];
+    args.extend(
+        ["--name", name]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .map(std::ffi::OsStr::new),
+    );
     t.ok(args).trim().to_string()
 }
 
@@ -92,7 +99,10 @@ fn store_add_and_export_keep_every_mtime() {
     let retimed_id = t.add(&retimed, "timed");
     assert_ne!(retimed_id, id, "the mtime is part of the tree, so of the id");
     let new_objects = t.stats()["objects"].as_u64().unwrap() - objects_before;
-    assert_eq!(new_objects, 2, "only the trees above the changed entry are new, no blob");
+    assert_eq!(
+        new_objects, 2,
+        "only the trees above the changed entry are new, no blob"
+    );
 }
 
 #[test]
@@ -116,15 +126,30 @@ fn mtime_zero_gives_ids_independent_of_when_files_were_written() {
     let exported = mtimes(&out);
     assert_eq!(exported.len(), 8);
     assert!(exported.values().all(|m| *m == (0, 0)), "{exported:?}");
-    let bad = t.fails(["store".as_ref(), "add".as_ref(), src.as_os_str(), "--name".as_ref(), "x".as_ref(), "--mtime".as_ref(), "now".as_ref()]);
-    assert!(crate::util::stderr(&bad).contains("--mtime"), "{}", crate::util::stderr(&bad));
+    let bad = t.fails([
+        "store".as_ref(),
+        "add".as_ref(),
+        src.as_os_str(),
+        "--name".as_ref(),
+        "x".as_ref(),
+        "--mtime".as_ref(),
+        "now".as_ref(),
+    ]);
+    assert!(
+        crate::util::stderr(&bad).contains("--mtime"),
+        "{}",
+        crate::util::stderr(&bad)
+    );
 }
 
 fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
     fs::create_dir_all(dir).unwrap();
     let guard = MountGuard::new(dir);
     t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
-    assert!(crate::util::is_mounted(dir), "mount returned before the mount was up");
+    assert!(
+        crate::util::is_mounted(dir),
+        "mount returned before the mount was up"
+    );
     guard
 }
 
@@ -142,7 +167,11 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     let _guard = mount(&t, "p", &mnt);
     assert_eq!(mtimes(&mnt), mtimes(&src));
     // `stat` (not only our own lstat walk) shows seconds and nanoseconds.
-    let shown = run_ok(Command::new("stat").args(["-c", "%Y.%y"]).arg(mnt.join("lib/other-time")));
+    let shown = run_ok(
+        Command::new("stat")
+            .args(["-c", "%Y.%y"])
+            .arg(mnt.join("lib/other-time")),
+    );
     assert!(shown.starts_with("4102444800."), "{shown}");
     assert!(shown.contains(".999999999"), "{shown}");
     // One content and one mtime share an inode; the same content with another mtime does not.
@@ -207,10 +236,17 @@ fn python() -> &'static str {
 }
 
 fn strace_available() -> bool {
-    if Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "strace is missing under CI (scripts/test.sh installs it)");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "strace is missing under CI (scripts/test.sh installs it)"
+    );
     eprintln!("skipping the strace check: strace is not installed");
     false
 }
@@ -261,14 +297,20 @@ fn python_uses_the_bytecode_compiled_before_ingest() {
     python_cmd(&mut plain);
     let out = run_ok(&mut plain);
     assert!(out.starts_with("42 "), "{out}");
-    assert!(out.contains("compiled from source: []"), "Python recompiled from source: {out}");
+    assert!(
+        out.contains("compiled from source: []"),
+        "Python recompiled from source: {out}"
+    );
 
     if !strace_available() {
         return;
     }
     let log = t.path("openat.log");
     let mut traced = Command::new("strace");
-    traced.args(["-f", "-e", "trace=openat", "-o"]).arg(&log).arg(python());
+    traced
+        .args(["-f", "-e", "trace=openat", "-o"])
+        .arg(&log)
+        .arg(python());
     python_cmd(&mut traced);
     run_ok(&mut traced);
     let trace = fs::read_to_string(&log).unwrap();
@@ -279,7 +321,11 @@ fn python_uses_the_bytecode_compiled_before_ingest() {
     };
     for name in ["__init__", "a", "b"] {
         let source = pkg_in_mount.join(format!("{name}.py"));
-        assert!(!opened(&source), "{} was read (stale .pyc):\n{trace}", source.display());
+        assert!(
+            !opened(&source),
+            "{} was read (stale .pyc):\n{trace}",
+            source.display()
+        );
     }
     let caches: Vec<PathBuf> = fs::read_dir(pkg_in_mount.join("__pycache__"))
         .unwrap()
@@ -314,7 +360,9 @@ fn a_store_written_before_mtimes_still_verifies_exports_and_mounts() {
     let blob = batch.put_bytes(content).unwrap();
     let mut file_payload = (content.len() as u64).to_le_bytes().to_vec();
     file_payload.extend_from_slice(blob.digest.as_bytes());
-    let bin = batch.put_bytes(&old_format_tree(&[(b'x', b"tool", file_payload)])).unwrap();
+    let bin = batch
+        .put_bytes(&old_format_tree(&[(b'x', b"tool", file_payload)]))
+        .unwrap();
     let mut link_payload = 8u32.to_le_bytes().to_vec();
     link_payload.extend_from_slice(b"bin/tool");
     let root = batch

@@ -395,7 +395,10 @@ fn place(
             node => {
                 let at = relocate(rule, &child);
                 if !at.is_empty() {
-                    placed.entries.entry(at).or_insert_with(|| (node.clone(), entry.mtime));
+                    placed
+                        .entries
+                        .entry(at)
+                        .or_insert_with(|| (node.clone(), entry.mtime));
                 }
             }
         }
