@@ -24,14 +24,14 @@ fn sample_store() -> (TestStore, PathBuf, String) {
     (t, src, id)
 }
 
-fn mountpoint(t: &TestStore, name: &str) -> PathBuf {
+pub(crate) fn mountpoint(t: &TestStore, name: &str) -> PathBuf {
     let dir = t.path(name);
     fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// Mounts with the daemonising CLI; returns the guard.
-fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
+pub(crate) fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
     let guard = MountGuard::new(dir);
     t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
     assert!(is_mounted(dir), "mount returned before the mount was up");

@@ -7,7 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{fuse_available, run_ok, MountGuard, TestStore};
+use crate::mount::{mount, mountpoint};
+use crate::util::{fuse_available, run_ok, TestStore};
 
 /// Sets the mtime of `path` without following a symlink.
 fn set_mtime(path: &Path, seconds: i64, nanos: u32) {
@@ -142,17 +143,6 @@ fn mtime_zero_gives_ids_independent_of_when_files_were_written() {
     );
 }
 
-fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
-    fs::create_dir_all(dir).unwrap();
-    let guard = MountGuard::new(dir);
-    t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
-    assert!(
-        crate::util::is_mounted(dir),
-        "mount returned before the mount was up"
-    );
-    guard
-}
-
 #[test]
 fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     if !fuse_available() {
@@ -163,7 +153,7 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     timed_tree(&src);
     let id = t.add(&src, "timed");
     t.ok(["profile", "create", "p", &id]);
-    let mnt = t.path("mnt");
+    let mnt = mountpoint(&t, "mnt");
     let _guard = mount(&t, "p", &mnt);
     assert_eq!(mtimes(&mnt), mtimes(&src));
     // `stat` (not only our own lstat walk) shows seconds and nanoseconds.
@@ -213,7 +203,7 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     };
     store.create_profile_doc("r", &doc).unwrap();
     drop(store);
-    let ruled = t.path("ruled");
+    let ruled = mountpoint(&t, "ruled");
     let _ruled_guard = mount(&t, "r", &ruled);
     let shown = mtimes(&ruled);
     assert_eq!(shown[Path::new("moved/here/old")], BEFORE_EPOCH);
@@ -272,7 +262,7 @@ fn python_uses_the_bytecode_compiled_before_ingest() {
     assert_eq!(compiled, 3);
     let id = t.add(&src, "mypkg");
     t.ok(["profile", "create", "py", &id]);
-    let mnt = t.path("mnt");
+    let mnt = mountpoint(&t, "mnt");
     let _guard = mount(&t, "py", &mnt);
 
     // Counts what the import system compiles from source (only done for a stale .pyc).
@@ -410,7 +400,7 @@ fn a_store_written_before_mtimes_still_verifies_exports_and_mounts() {
         return;
     }
     t.ok(["profile", "create", "p", &id]);
-    let mnt = t.path("mnt");
+    let mnt = mountpoint(&t, "mnt");
     let _guard = mount(&t, "p", &mnt);
     assert_eq!(mtimes(&mnt), exported);
     assert_eq!(run_ok(&mut Command::new(mnt.join("tool"))), "old\n");
