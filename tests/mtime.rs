@@ -171,7 +171,7 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     // A symlink shows its own mtime; following it gives the target's.
     assert_eq!(fs::metadata(mnt.join("share/link")).unwrap().mtime(), PAST.0);
 
-    for mode in ["copy", "symlink"] {
+    for mode in ["copy", "symlink", "hardlink"] {
         let out = t.path(&format!("export-{mode}"));
         t.ok([
             "profile".as_ref(),
@@ -183,6 +183,13 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
         ]);
         assert_eq!(mtimes(&out), mtimes(&src), "--link {mode}");
     }
+    // Links share their target's inode: one linkfarm copy per content and mtime.
+    let followed = |p: &str| {
+        let meta = fs::metadata(t.path("export-symlink").join(p)).unwrap();
+        (meta.mtime(), meta.mtime_nsec() as u32)
+    };
+    assert_eq!(followed("lib/same"), PAST);
+    assert_eq!(followed("lib/other-time"), FUTURE);
 
     // Rules build new trees over the same blobs; the entries keep their mtimes.
     let store = hdist_store::Store::open(&t.store()).unwrap();
@@ -214,6 +221,22 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     // the newest mtime of what it holds.
     assert_eq!(shown[Path::new("moved/here")], (BEFORE_EPOCH.0 - 1, 0));
     assert_eq!(shown[Path::new("moved")], (BEFORE_EPOCH.0 - 1, 0));
+
+    // GC removes the linkfarm copies no profile needs any more.
+    let linkfarm_copies = || {
+        fs::read_dir(t.store().join("linkfarm"))
+            .unwrap()
+            .flat_map(|fanout| fs::read_dir(fanout.unwrap().path()).unwrap())
+            .count()
+    };
+    assert_eq!(linkfarm_copies(), 3, "one per (content, mtime) pair");
+    let empty = t.path("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let other = t.add(&empty, "empty");
+    t.ok(["profile", "create", "p", &other]);
+    t.ok(["profile", "create", "r", &other]);
+    t.ok(["-q", "gc", "--keep-generations", "0"]);
+    assert_eq!(linkfarm_copies(), 0);
 }
 
 /// The interpreter to compile and import with (one, so the `.pyc` tag matches).

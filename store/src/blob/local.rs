@@ -29,6 +29,8 @@ use crate::scratch::{syncfs, Scratch};
 const IN_MEMORY_LIMIT: u64 = 64 << 20;
 /// zstd level: level 3 compresses CPython's stdlib ~3.5x at several hundred MB/s per core.
 const ZSTD_LEVEL: i32 = 3;
+/// Between the digest and the variant in a linkfarm copy's name.
+const LINKFARM_VARIANT_SEPARATOR: char = '@';
 /// Default bound of the decompressed cache.
 pub const DEFAULT_CACHE_LIMIT: u64 = 8 << 30;
 
@@ -215,13 +217,18 @@ impl LocalBlobService {
     }
 
     /// A path holding exactly the verified raw content for profile exports to link to:
-    /// `<store>/linkfarm/ab/<hex>`, never evicted (GC removes copies no profile needs). A
-    /// copy, never the object itself, so a file modified through a link cannot corrupt the
-    /// store.
-    pub fn linkfarm_copy(&self, digest: &Digest) -> Result<PathBuf, BlobError> {
+    /// `<store>/linkfarm/ab/<hex>`, or `<hex>@<variant>` when links need a copy of their own
+    /// (all links to a copy share its inode, so its mtime), never evicted (GC removes copies
+    /// no profile needs). A copy, never the object itself, so a file modified through a link
+    /// cannot corrupt the store.
+    pub fn linkfarm_copy(&self, digest: &Digest, variant: Option<&str>) -> Result<PathBuf, BlobError> {
         let object = self.require(digest)?;
         let hex = digest.to_hex();
-        let dest = self.linkfarm.join(&hex[..2]).join(&hex);
+        let name = match variant {
+            Some(variant) => format!("{hex}{LINKFARM_VARIANT_SEPARATOR}{variant}"),
+            None => hex.clone(),
+        };
+        let dest = self.linkfarm.join(&hex[..2]).join(name);
         let expected = self.raw_size(&object)?;
         if fs::metadata(&dest).map(|m| m.len()).ok() != Some(expected) {
             self.materialize(&object, &dest)?;
@@ -230,6 +237,12 @@ impl LocalBlobService {
                 .map_err(BlobError::io("chmod", &dest))?;
         }
         Ok(dest)
+    }
+
+    /// The digest a linkfarm copy named `name` holds (see [`Self::linkfarm_copy`]).
+    pub fn linkfarm_digest(name: &str) -> Option<Digest> {
+        let hex = name.split(LINKFARM_VARIANT_SEPARATOR).next()?;
+        Digest::from_hex(hex).ok()
     }
 
     /// The linkfarm directory.
