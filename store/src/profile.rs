@@ -536,7 +536,7 @@ impl Store {
                     let wanted_mode = if executable { 0o555 } else { 0o444 };
                     // Links share the copy's inode, so each mtime needs a copy of its own.
                     let variant = format!("{}.{:09}", mtime.seconds(), mtime.nanos());
-                    let source = self.blobs().linkfarm_copy(&digest, Some(&variant))?;
+                    let source = self.blobs().linkfarm_copy(&digest, &variant)?;
                     set_mtime(&source, mtime).map_err(StoreError::io("set the mtime of", &source))?;
                     if executable {
                         // The shared copy carries the executable bit if any user of it needs it.

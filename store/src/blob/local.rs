@@ -217,17 +217,14 @@ impl LocalBlobService {
     }
 
     /// A path holding exactly the verified raw content for profile exports to link to:
-    /// `<store>/linkfarm/ab/<hex>`, or `<hex>@<variant>` when links need a copy of their own
-    /// (all links to a copy share its inode, so its mtime), never evicted (GC removes copies
-    /// no profile needs). A copy, never the object itself, so a file modified through a link
-    /// cannot corrupt the store.
-    pub fn linkfarm_copy(&self, digest: &Digest, variant: Option<&str>) -> Result<PathBuf, BlobError> {
+    /// `<store>/linkfarm/ab/<hex>@<variant>`, never evicted (GC removes copies no profile
+    /// needs). Links to a copy share its inode, so its metadata: the caller names by `variant`
+    /// what must differ between copies of one content (the mtime). A copy, never the object
+    /// itself, so a file modified through a link cannot corrupt the store.
+    pub fn linkfarm_copy(&self, digest: &Digest, variant: &str) -> Result<PathBuf, BlobError> {
         let object = self.require(digest)?;
         let hex = digest.to_hex();
-        let name = match variant {
-            Some(variant) => format!("{hex}{LINKFARM_VARIANT_SEPARATOR}{variant}"),
-            None => hex.clone(),
-        };
+        let name = format!("{hex}{LINKFARM_VARIANT_SEPARATOR}{variant}");
         let dest = self.linkfarm.join(&hex[..2]).join(name);
         let expected = self.raw_size(&object)?;
         if fs::metadata(&dest).map(|m| m.len()).ok() != Some(expected) {
@@ -239,7 +236,8 @@ impl LocalBlobService {
         Ok(dest)
     }
 
-    /// The digest a linkfarm copy named `name` holds (see [`Self::linkfarm_copy`]).
+    /// The digest a linkfarm copy named `name` holds (see [`Self::linkfarm_copy`]; copies
+    /// made before variants were named are just `<hex>`).
     pub fn linkfarm_digest(name: &str) -> Option<Digest> {
         let hex = name.split(LINKFARM_VARIANT_SEPARATOR).next()?;
         Digest::from_hex(hex).ok()
