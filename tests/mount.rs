@@ -24,14 +24,14 @@ fn sample_store() -> (TestStore, PathBuf, String) {
     (t, src, id)
 }
 
-fn mountpoint(t: &TestStore, name: &str) -> PathBuf {
+pub(crate) fn mountpoint(t: &TestStore, name: &str) -> PathBuf {
     let dir = t.path(name);
     fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// Mounts with the daemonising CLI; returns the guard.
-fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
+pub(crate) fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
     let guard = MountGuard::new(dir);
     t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
     assert!(is_mounted(dir), "mount returned before the mount was up");
@@ -83,7 +83,10 @@ fn mounted_profile_matches_the_source_tree() {
     assert_eq!(fs::metadata(mnt.join("share/doc/README")).unwrap().ino(), a);
     // The mtime the file had when it was added.
     let added = fs::metadata(src.join("lib/libx.so")).unwrap();
-    assert_eq!((meta.mtime(), meta.mtime_nsec()), (added.mtime(), added.mtime_nsec()));
+    assert_eq!(
+        (meta.mtime(), meta.mtime_nsec()),
+        (added.mtime(), added.mtime_nsec())
+    );
     // The digest xattr.
     let digest = xattr(&mnt.join("lib/libx.so"), "user.hdist.digest").unwrap();
     assert_eq!(

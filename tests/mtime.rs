@@ -2,36 +2,23 @@
 //! and the FUSE mount, so caches validated against mtimes (Python's `.pyc`) stay valid.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::util::{fuse_available, run_ok, MountGuard, TestStore};
+use crate::mount::{mount, mountpoint};
+use crate::util::{fuse_available, run_ok, TestStore};
 
-/// Sets the mtime (and atime) of `path` without following a symlink.
-fn set_mtime(path: &Path, seconds: i64, nanos: i64) {
-    let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
-    let time = libc::timespec {
-        tv_sec: seconds as libc::time_t,
-        tv_nsec: nanos as libc::c_long,
-    };
-    // SAFETY: a NUL-terminated path and two timespecs, alive for the call.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c_path.as_ptr(),
-            [time, time].as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    assert_eq!(rc, 0, "utimensat {}: {}", path.display(), std::io::Error::last_os_error());
+/// Sets the mtime of `path` without following a symlink.
+fn set_mtime(path: &Path, seconds: i64, nanos: u32) {
+    let mtime = hdist_store::tree::Mtime::new(seconds, nanos).unwrap();
+    hdist_store::tree::set_mtime(path, mtime)
+        .unwrap_or_else(|e| panic!("set the mtime of {}: {e}", path.display()));
 }
 
 /// (seconds, nanoseconds) of every entry below `root` (not `root` itself), from `lstat`.
-fn mtimes(root: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
+fn mtimes(root: &Path) -> BTreeMap<PathBuf, (i64, u32)> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -43,16 +30,16 @@ fn mtimes(root: &Path) -> BTreeMap<PathBuf, (i64, i64)> {
             }
             out.insert(
                 path.strip_prefix(root).unwrap().to_path_buf(),
-                (meta.mtime(), meta.mtime_nsec()),
+                (meta.mtime(), meta.mtime_nsec() as u32),
             );
         }
     }
     out
 }
 
-const PAST: (i64, i64) = (1_600_000_000, 123_456_789);
-const BEFORE_EPOCH: (i64, i64) = (-31_536_000, 5);
-const FUTURE: (i64, i64) = (4_102_444_800, 999_999_999);
+const PAST: (i64, u32) = (1_600_000_000, 123_456_789);
+const BEFORE_EPOCH: (i64, u32) = (-31_536_000, 5);
+const FUTURE: (i64, u32) = (4_102_444_800, 999_999_999);
 
 /// A tree whose files, directories and symlinks carry chosen mtimes (before the epoch, to
 /// the nanosecond, far ahead). `same` and `same-again` have one content and one mtime;
@@ -77,9 +64,14 @@ fn timed_tree(root: &Path) {
 }
 
 fn add_with(t: &TestStore, dir: &Path, name: &str, extra: &[&str]) -> String {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["-q".as_ref(), "store".as_ref(), "add".as_ref(), dir.as_os_str()];
-    args.extend(["--name".as_ref(), name.as_ref()]);
-    args.extend(extra.iter().map(|a| a.as_ref()));
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["-q".as_ref(), "store".as_ref(), "add".as_ref(), dir.as_os_str()];
+    args.extend(
+        ["--name", name]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .map(std::ffi::OsStr::new),
+    );
     t.ok(args).trim().to_string()
 }
 
@@ -108,7 +100,10 @@ fn store_add_and_export_keep_every_mtime() {
     let retimed_id = t.add(&retimed, "timed");
     assert_ne!(retimed_id, id, "the mtime is part of the tree, so of the id");
     let new_objects = t.stats()["objects"].as_u64().unwrap() - objects_before;
-    assert_eq!(new_objects, 1, "only the tree holding the changed entry is new");
+    assert_eq!(
+        new_objects, 2,
+        "only the trees above the changed entry are new, no blob"
+    );
 }
 
 #[test]
@@ -132,16 +127,20 @@ fn mtime_zero_gives_ids_independent_of_when_files_were_written() {
     let exported = mtimes(&out);
     assert_eq!(exported.len(), 8);
     assert!(exported.values().all(|m| *m == (0, 0)), "{exported:?}");
-    let bad = t.fails(["store".as_ref(), "add".as_ref(), src.as_os_str(), "--name".as_ref(), "x".as_ref(), "--mtime".as_ref(), "now".as_ref()]);
-    assert!(crate::util::stderr(&bad).contains("--mtime"), "{}", crate::util::stderr(&bad));
-}
-
-fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
-    fs::create_dir_all(dir).unwrap();
-    let guard = MountGuard::new(dir);
-    t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
-    assert!(crate::util::is_mounted(dir), "mount returned before the mount was up");
-    guard
+    let bad = t.fails([
+        "store".as_ref(),
+        "add".as_ref(),
+        src.as_os_str(),
+        "--name".as_ref(),
+        "x".as_ref(),
+        "--mtime".as_ref(),
+        "now".as_ref(),
+    ]);
+    assert!(
+        crate::util::stderr(&bad).contains("--mtime"),
+        "{}",
+        crate::util::stderr(&bad)
+    );
 }
 
 #[test]
@@ -154,11 +153,15 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     timed_tree(&src);
     let id = t.add(&src, "timed");
     t.ok(["profile", "create", "p", &id]);
-    let mnt = t.path("mnt");
+    let mnt = mountpoint(&t, "mnt");
     let _guard = mount(&t, "p", &mnt);
     assert_eq!(mtimes(&mnt), mtimes(&src));
     // `stat` (not only our own lstat walk) shows seconds and nanoseconds.
-    let shown = run_ok(Command::new("stat").args(["-c", "%Y.%y"]).arg(mnt.join("lib/other-time")));
+    let shown = run_ok(
+        Command::new("stat")
+            .args(["-c", "%Y.%y"])
+            .arg(mnt.join("lib/other-time")),
+    );
     assert!(shown.starts_with("4102444800."), "{shown}");
     assert!(shown.contains(".999999999"), "{shown}");
     // One content and one mtime share an inode; the same content with another mtime does not.
@@ -168,7 +171,7 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     // A symlink shows its own mtime; following it gives the target's.
     assert_eq!(fs::metadata(mnt.join("share/link")).unwrap().mtime(), PAST.0);
 
-    for mode in ["copy", "symlink"] {
+    for mode in ["copy", "symlink", "hardlink"] {
         let out = t.path(&format!("export-{mode}"));
         t.ok([
             "profile".as_ref(),
@@ -180,6 +183,13 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
         ]);
         assert_eq!(mtimes(&out), mtimes(&src), "--link {mode}");
     }
+    // Links share their target's inode: one linkfarm copy per content and mtime.
+    let followed = |p: &str| {
+        let meta = fs::metadata(t.path("export-symlink").join(p)).unwrap();
+        (meta.mtime(), meta.mtime_nsec() as u32)
+    };
+    assert_eq!(followed("lib/same"), PAST);
+    assert_eq!(followed("lib/other-time"), FUTURE);
 
     // Rules build new trees over the same blobs; the entries keep their mtimes.
     let store = hdist_store::Store::open(&t.store()).unwrap();
@@ -200,15 +210,33 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
     };
     store.create_profile_doc("r", &doc).unwrap();
     drop(store);
-    let ruled = t.path("ruled");
+    let ruled = mountpoint(&t, "ruled");
     let _ruled_guard = mount(&t, "r", &ruled);
     let shown = mtimes(&ruled);
     assert_eq!(shown[Path::new("moved/here/old")], BEFORE_EPOCH);
     assert_eq!(shown[Path::new("moved/here/link")], (1_234_567_890, 42));
     assert_eq!(shown[Path::new("lib/other-time")], FUTURE);
     assert_eq!(shown[Path::new("lib")], (1_500_000_000, 999_999_999));
-    // A directory only the rule creates: the newest mtime of what it holds.
-    assert_eq!(shown[Path::new("moved/here")], (1_234_567_890, 42));
+    // `share` itself is placed at moved/here; `moved` exists only through the rule: it gets
+    // the newest mtime of what it holds.
+    assert_eq!(shown[Path::new("moved/here")], (BEFORE_EPOCH.0 - 1, 0));
+    assert_eq!(shown[Path::new("moved")], (BEFORE_EPOCH.0 - 1, 0));
+
+    // GC removes the linkfarm copies no profile needs any more.
+    let linkfarm_copies = || {
+        fs::read_dir(t.store().join("linkfarm"))
+            .unwrap()
+            .flat_map(|fanout| fs::read_dir(fanout.unwrap().path()).unwrap())
+            .count()
+    };
+    assert_eq!(linkfarm_copies(), 3, "one per (content, mtime) pair");
+    let empty = t.path("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let other = t.add(&empty, "empty");
+    t.ok(["profile", "create", "p", &other]);
+    t.ok(["profile", "create", "r", &other]);
+    t.ok(["-q", "gc", "--keep-generations", "0"]);
+    assert_eq!(linkfarm_copies(), 0);
 }
 
 /// The interpreter to compile and import with (one, so the `.pyc` tag matches).
@@ -221,10 +249,17 @@ fn python() -> &'static str {
 }
 
 fn strace_available() -> bool {
-    if Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success()) {
+    if Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         return true;
     }
-    assert!(std::env::var_os("CI").is_none(), "strace is missing under CI (scripts/test.sh installs it)");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "strace is missing under CI (scripts/test.sh installs it)"
+    );
     eprintln!("skipping the strace check: strace is not installed");
     false
 }
@@ -250,7 +285,7 @@ fn python_uses_the_bytecode_compiled_before_ingest() {
     assert_eq!(compiled, 3);
     let id = t.add(&src, "mypkg");
     t.ok(["profile", "create", "py", &id]);
-    let mnt = t.path("mnt");
+    let mnt = mountpoint(&t, "mnt");
     let _guard = mount(&t, "py", &mnt);
 
     // Counts what the import system compiles from source (only done for a stale .pyc).
@@ -275,14 +310,20 @@ fn python_uses_the_bytecode_compiled_before_ingest() {
     python_cmd(&mut plain);
     let out = run_ok(&mut plain);
     assert!(out.starts_with("42 "), "{out}");
-    assert!(out.contains("compiled from source: []"), "Python recompiled from source: {out}");
+    assert!(
+        out.contains("compiled from source: []"),
+        "Python recompiled from source: {out}"
+    );
 
     if !strace_available() {
         return;
     }
     let log = t.path("openat.log");
     let mut traced = Command::new("strace");
-    traced.args(["-f", "-e", "trace=openat", "-o"]).arg(&log).arg(python());
+    traced
+        .args(["-f", "-e", "trace=openat", "-o"])
+        .arg(&log)
+        .arg(python());
     python_cmd(&mut traced);
     run_ok(&mut traced);
     let trace = fs::read_to_string(&log).unwrap();
@@ -293,7 +334,11 @@ fn python_uses_the_bytecode_compiled_before_ingest() {
     };
     for name in ["__init__", "a", "b"] {
         let source = pkg_in_mount.join(format!("{name}.py"));
-        assert!(!opened(&source), "{} was read (stale .pyc):\n{trace}", source.display());
+        assert!(
+            !opened(&source),
+            "{} was read (stale .pyc):\n{trace}",
+            source.display()
+        );
     }
     let caches: Vec<PathBuf> = fs::read_dir(pkg_in_mount.join("__pycache__"))
         .unwrap()
@@ -328,7 +373,9 @@ fn a_store_written_before_mtimes_still_verifies_exports_and_mounts() {
     let blob = batch.put_bytes(content).unwrap();
     let mut file_payload = (content.len() as u64).to_le_bytes().to_vec();
     file_payload.extend_from_slice(blob.digest.as_bytes());
-    let bin = batch.put_bytes(&old_format_tree(&[(b'x', b"tool", file_payload)])).unwrap();
+    let bin = batch
+        .put_bytes(&old_format_tree(&[(b'x', b"tool", file_payload)]))
+        .unwrap();
     let mut link_payload = 8u32.to_le_bytes().to_vec();
     link_payload.extend_from_slice(b"bin/tool");
     let root = batch
@@ -376,8 +423,8 @@ fn a_store_written_before_mtimes_still_verifies_exports_and_mounts() {
         return;
     }
     t.ok(["profile", "create", "p", &id]);
-    let mnt = t.path("mnt");
+    let mnt = mountpoint(&t, "mnt");
     let _guard = mount(&t, "p", &mnt);
     assert_eq!(mtimes(&mnt), exported);
-    assert_eq!(run_ok(Command::new(mnt.join("tool"))), "old\n");
+    assert_eq!(run_ok(&mut Command::new(mnt.join("tool"))), "old\n");
 }

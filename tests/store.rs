@@ -76,6 +76,8 @@ fn identical_subtrees_and_files_are_stored_once() {
     let a = t.path("a");
     sample_tree(&a.join("one"));
     sample_tree(&a.join("two"));
+    // Mtimes are part of a tree: the copy is identical once it has the same ones.
+    copy_mtimes(&a.join("one"), &a.join("two"));
     t.add(&a, "twice");
     let stats = t.stats();
     let single = TestStore::new();
@@ -85,6 +87,21 @@ fn identical_subtrees_and_files_are_stored_once() {
     // The second copy adds exactly one object: the root tree listing both names.
     assert_eq!(stats["objects"].as_u64().unwrap(), object_count(&single));
     assert!(stats["dedup_ratio"].as_f64().unwrap() > 1.9, "{stats}");
+}
+
+/// Gives every entry below `to` the mtime of the same path below `from`.
+fn copy_mtimes(from: &Path, to: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let meta = fs::symlink_metadata(entry.path()).unwrap();
+        let twin = to.join(entry.file_name());
+        if meta.is_dir() {
+            copy_mtimes(&entry.path(), &twin);
+        }
+        let mtime = hdist_store::tree::Mtime::new(meta.mtime(), meta.mtime_nsec() as u32).unwrap();
+        hdist_store::tree::set_mtime(&twin, mtime).unwrap();
+    }
 }
 
 #[test]

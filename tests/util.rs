@@ -230,8 +230,14 @@ pub fn sample_tree(root: &Path) {
     fs::write(root.join("share/doc/empty"), b"").unwrap();
     fs::write(root.join("share/doc/copy"), b"hello\n").unwrap();
     // Same content and mtime: one inode on a mount.
-    let written = fs::metadata(root.join("share/doc/README")).unwrap().modified().unwrap();
-    let copy = fs::File::options().write(true).open(root.join("share/doc/copy")).unwrap();
+    let written = fs::metadata(root.join("share/doc/README"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let copy = fs::File::options()
+        .write(true)
+        .open(root.join("share/doc/copy"))
+        .unwrap();
     copy.set_modified(written).unwrap();
     std::os::unix::fs::symlink("libx.so", root.join("lib/libx.so.1")).unwrap();
     std::os::unix::fs::symlink("../nowhere/\u{e9}", root.join("share/dangling")).unwrap();

@@ -19,6 +19,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::artifact::{ArtifactId, ArtifactRecord};
+use crate::blob::LocalBlobService;
 use crate::hash::Digest;
 use crate::profile::ProfileDoc;
 use crate::store::{Store, StoreError};
@@ -220,7 +221,7 @@ impl Store {
             .filter(|e| {
                 e.file_name()
                     .to_str()
-                    .and_then(|n| Digest::from_hex(n).ok())
+                    .and_then(LocalBlobService::linkfarm_digest)
                     .is_some_and(|d| !marked.contains(&d))
             })
             .collect();

@@ -15,8 +15,8 @@
 //! Mtimes: rules build new trees whose entries keep the mtimes of the entries they came from;
 //! a directory gets the mtime of the artifact directory placed at its path, or, when a rule
 //! creates it (a `target` no artifact directory maps to), the newest mtime of its entries.
-//! `profile export` sets them (for `--link symlink` on the symlinks themselves; hard links
-//! share the linkfarm copy's inode and so cannot).
+//! `profile export` sets them; with `--link hardlink` or `symlink` the linked linkfarm copy
+//! is one per content and mtime, so it shows the entry's mtime too.
 
 use std::fs;
 use std::io;
@@ -395,7 +395,10 @@ fn place(
             node => {
                 let at = relocate(rule, &child);
                 if !at.is_empty() {
-                    placed.entries.entry(at).or_insert_with(|| (node.clone(), entry.mtime));
+                    placed
+                        .entries
+                        .entry(at)
+                        .or_insert_with(|| (node.clone(), entry.mtime));
                 }
             }
         }
@@ -531,7 +534,10 @@ impl Store {
                     digest, executable, ..
                 } => {
                     let wanted_mode = if executable { 0o555 } else { 0o444 };
-                    let source = self.blobs().linkfarm_copy(&digest)?;
+                    // Links share the copy's inode, so each mtime needs a copy of its own.
+                    let variant = format!("{}.{:09}", mtime.seconds(), mtime.nanos());
+                    let source = self.blobs().linkfarm_copy(&digest, &variant)?;
+                    set_mtime(&source, mtime).map_err(StoreError::io("set the mtime of", &source))?;
                     if executable {
                         // The shared copy carries the executable bit if any user of it needs it.
                         fs::set_permissions(&source, fs::Permissions::from_mode(0o555))
@@ -543,7 +549,6 @@ impl Store {
                                 .map_err(StoreError::io("create symlink", &path))?;
                             set_own_mtime()?;
                         }
-                        // The linkfarm copy's inode is shared by every user of the content.
                         LinkMode::Hardlink => fs::hard_link(&source, &path).map_err(StoreError::io(
                             "hard-link (use --link copy across file systems)",
                             &path,

@@ -461,7 +461,12 @@ impl Store {
             .tempdir_in(&parent)
             .map_err(StoreError::io("create a temporary directory in", &parent))?;
         let inner = staging.path().join("tree");
-        tree::export_tree(self.blobs.as_ref(), &record.root, &inner, tree::ExportTimes::Recorded)?;
+        tree::export_tree(
+            self.blobs.as_ref(),
+            &record.root,
+            &inner,
+            tree::ExportTimes::Recorded,
+        )?;
         if dest.exists() {
             fs::remove_dir(dest).map_err(StoreError::io("replace empty directory", dest))?;
         }

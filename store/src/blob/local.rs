@@ -29,6 +29,8 @@ use crate::scratch::{syncfs, Scratch};
 const IN_MEMORY_LIMIT: u64 = 64 << 20;
 /// zstd level: level 3 compresses CPython's stdlib ~3.5x at several hundred MB/s per core.
 const ZSTD_LEVEL: i32 = 3;
+/// Between the digest and the variant in a linkfarm copy's name.
+const LINKFARM_VARIANT_SEPARATOR: char = '@';
 /// Default bound of the decompressed cache.
 pub const DEFAULT_CACHE_LIMIT: u64 = 8 << 30;
 
@@ -215,13 +217,15 @@ impl LocalBlobService {
     }
 
     /// A path holding exactly the verified raw content for profile exports to link to:
-    /// `<store>/linkfarm/ab/<hex>`, never evicted (GC removes copies no profile needs). A
-    /// copy, never the object itself, so a file modified through a link cannot corrupt the
-    /// store.
-    pub fn linkfarm_copy(&self, digest: &Digest) -> Result<PathBuf, BlobError> {
+    /// `<store>/linkfarm/ab/<hex>@<variant>`, never evicted (GC removes copies no profile
+    /// needs). Links to a copy share its inode, so its metadata: the caller names by `variant`
+    /// what must differ between copies of one content (the mtime). A copy, never the object
+    /// itself, so a file modified through a link cannot corrupt the store.
+    pub fn linkfarm_copy(&self, digest: &Digest, variant: &str) -> Result<PathBuf, BlobError> {
         let object = self.require(digest)?;
         let hex = digest.to_hex();
-        let dest = self.linkfarm.join(&hex[..2]).join(&hex);
+        let name = format!("{hex}{LINKFARM_VARIANT_SEPARATOR}{variant}");
+        let dest = self.linkfarm.join(&hex[..2]).join(name);
         let expected = self.raw_size(&object)?;
         if fs::metadata(&dest).map(|m| m.len()).ok() != Some(expected) {
             self.materialize(&object, &dest)?;
@@ -230,6 +234,13 @@ impl LocalBlobService {
                 .map_err(BlobError::io("chmod", &dest))?;
         }
         Ok(dest)
+    }
+
+    /// The digest a linkfarm copy named `name` holds (see [`Self::linkfarm_copy`]; copies
+    /// made before variants were named are just `<hex>`).
+    pub fn linkfarm_digest(name: &str) -> Option<Digest> {
+        let hex = name.split(LINKFARM_VARIANT_SEPARATOR).next()?;
+        Digest::from_hex(hex).ok()
     }
 
     /// The linkfarm directory.

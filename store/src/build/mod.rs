@@ -247,7 +247,8 @@ pub fn build(
     };
 
     let batch = store.blobs().batch();
-    let ingested = tree::ingest_tree(&batch, &staging, tree::MtimePolicy::Keep, &|_| {}).map_err(StoreError::from)?;
+    let ingested =
+        tree::ingest_tree(&batch, &staging, tree::MtimePolicy::Keep, &|_| {}).map_err(StoreError::from)?;
     let log_bytes = fs::read(&log_path).map_err(io_err("read", &log_path))?;
     let log_outcome = batch.put_bytes(&log_bytes).map_err(StoreError::from)?;
     batch.commit().map_err(StoreError::from)?;

@@ -108,14 +108,22 @@ fn write_file(
 /// Sets the access and modification times of `path` to `mtime`, never following a symlink
 /// (a symlink gets its own time, its target is left alone).
 pub fn set_mtime(path: &Path, mtime: Mtime) -> io::Result<()> {
-    let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let time = libc::timespec {
         tv_sec: mtime.seconds() as libc::time_t,
         tv_nsec: mtime.nanos() as libc::c_long,
     };
     let times = [time, time];
     // SAFETY: `path` is NUL-terminated and `times` holds two timespecs, both live for the call.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     if rc == 0 {
         Ok(())
     } else {

@@ -429,7 +429,9 @@ mod tests {
             timed(
                 Entry {
                     name: b"link".to_vec(),
-                    node: Node::Symlink { target: b"far".to_vec() },
+                    node: Node::Symlink {
+                        target: b"far".to_vec(),
+                    },
                     mtime: Mtime::ZERO,
                 },
                 86_400,
@@ -444,9 +446,15 @@ mod tests {
         let far = decoded.get(b"far").unwrap().mtime;
         assert_eq!((far.seconds(), far.nanos()), (i64::MAX / 2, 999_999_999));
         let negative = decoded.get(b"negative").unwrap().mtime;
-        assert_eq!((negative.seconds(), negative.nanos()), (-1_234_567_890, 999_999_999));
+        assert_eq!(
+            (negative.seconds(), negative.nanos()),
+            (-1_234_567_890, 999_999_999)
+        );
         assert_eq!(decoded.get(b"dir").unwrap().mtime, Mtime::new(-1, 1).unwrap());
-        assert_eq!(decoded.get(b"link").unwrap().mtime, Mtime::new(86_400, 500).unwrap());
+        assert_eq!(
+            decoded.get(b"link").unwrap().mtime,
+            Mtime::new(86_400, 500).unwrap()
+        );
     }
 
     #[test]
@@ -501,7 +509,12 @@ mod tests {
                 executable: true
             }
         );
-        assert_eq!(tree.get(b"l").unwrap().node, Node::Symlink { target: b"../".to_vec() });
+        assert_eq!(
+            tree.get(b"l").unwrap().node,
+            Node::Symlink {
+                target: b"../".to_vec()
+            }
+        );
         // Re-encoding writes the current encoding (a different object).
         assert_eq!(&tree.encode()[..4], b"HDT2");
         assert!(Tree::decode(&digest, &hdt1(&[(b'f', b"f", vec![0; 3])])).is_err());
