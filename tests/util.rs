@@ -196,6 +196,15 @@ impl Drop for MountGuard {
     }
 }
 
+/// Mounts `what` on `dir` (created if needed) with the daemonising CLI; returns the guard.
+pub fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
+    fs::create_dir_all(dir).unwrap();
+    let guard = MountGuard::new(dir);
+    t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
+    assert!(is_mounted(dir), "mount returned before the mount was up");
+    guard
+}
+
 /// Whether `dir` is a mount point (per /proc/self/mountinfo).
 pub fn is_mounted(dir: &Path) -> bool {
     let Ok(dir) = fs::canonicalize(dir).or_else(|_| Ok::<_, ()>(dir.to_path_buf())) else {

@@ -1,6 +1,7 @@
 //! Materialising a tree as a plain directory.
 
 use std::fs::{self, File, Permissions};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -15,13 +16,41 @@ use crate::hash::Digest;
 /// or 0755, symlinks with their stored targets. The caller makes this atomic by exporting to a
 /// temporary sibling and renaming.
 pub fn export_tree(blobs: &dyn BlobService, root: &Digest, dest: &Path) -> Result<(), TreeError> {
+    export_tree_with_progress(blobs, root, dest, &|_| {})
+}
+
+/// [`export_tree`], calling `progress` with the number of file bytes written as they are.
+pub fn export_tree_with_progress(
+    blobs: &dyn BlobService,
+    root: &Digest,
+    dest: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), TreeError> {
     let mut files = Vec::new();
     create_dirs(blobs, root, dest, &mut files)?;
     files
         .par_iter()
-        .try_for_each(|(digest, path, executable)| write_file(blobs, digest, path, *executable))?;
+        .try_for_each(|(digest, path, executable)| write_file(blobs, digest, path, *executable, progress))?;
     // Directory permissions last: a read-only directory could not have been filled.
     Ok(())
+}
+
+/// A writer that reports the bytes passing through it.
+struct Reporting<'a, W> {
+    inner: W,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+impl<W: Write> Write for Reporting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn create_dirs(
@@ -52,10 +81,13 @@ fn write_file(
     digest: &Digest,
     path: &Path,
     executable: bool,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(), TreeError> {
     let mut source = blobs.open(digest)?;
-    let mut out = File::create(path).map_err(TreeError::io("create", path))?;
+    let out = File::create(path).map_err(TreeError::io("create", path))?;
+    let mut out = Reporting { inner: out, progress };
     std::io::copy(&mut source, &mut out).map_err(TreeError::io("write", path))?;
+    let out = out.inner;
     let mode = if executable { 0o755 } else { 0o644 };
     out.set_permissions(Permissions::from_mode(mode))
         .map_err(TreeError::io("chmod", path))?;

@@ -19,7 +19,7 @@
 mod export;
 mod ingest;
 
-pub use export::export_tree;
+pub use export::{export_tree, export_tree_with_progress};
 pub use ingest::{ingest_tree, IngestedObject, IngestedTree, ObjectKind};
 
 use std::io;
