@@ -144,7 +144,8 @@ pub fn shell(globals: &Globals, args: &ShellArgs) -> Result<ExitCode> {
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    let result = (|| -> Result<std::process::ExitStatus> {
+    // The private mount is removed below whatever the command did.
+    let result = {
         let mut command = match args.command.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -163,7 +164,7 @@ pub fn shell(globals: &Globals, args: &ShellArgs) -> Result<ExitCode> {
         command.env("HDIST_PROFILE", &root);
         command.env("HDIST_PROFILE_NAME", &args.profile);
         command.status().context("cannot start the command")
-    })();
+    };
     if let Some(temp) = temp {
         hdist_fs::unmount(temp.path())?;
         drop(temp);

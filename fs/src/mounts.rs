@@ -2,9 +2,10 @@
 //!
 //! /proc/self/mountinfo says what is mounted where; it cannot say which store a mount serves
 //! or which process serves it. Each mount therefore registers itself in a small per-user
-//! registry (one file per mount point under `$XDG_RUNTIME_DIR/hdist/mounts`, else
-//! `$TMPDIR/hdist-<uid>/mounts`), removed when the mount ends. Entries count only while
-//! mountinfo shows the same mount, so a stale file never invents a mount.
+//! registry (one file per mount point under /run/hdist/mounts for root, else
+//! `$XDG_RUNTIME_DIR/hdist/mounts` or `$TMPDIR/hdist-<uid>/mounts`), removed when the mount
+//! ends. Entries count only while mountinfo shows the same mount, so a stale file never
+//! invents a mount.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -183,13 +184,16 @@ struct Registration {
 }
 
 fn registry_dir() -> PathBuf {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    // Root's mounts also come from mount(8) and systemd units, without a session's
+    // environment: one fixed place.
+    if uid == 0 && Path::new("/run").is_dir() {
+        return PathBuf::from("/run/hdist/mounts");
+    }
     match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir).join("hdist").join("mounts"),
-        None => {
-            // SAFETY: getuid cannot fail.
-            let uid = unsafe { libc::getuid() };
-            std::env::temp_dir().join(format!("hdist-{uid}")).join("mounts")
-        }
+        None => std::env::temp_dir().join(format!("hdist-{uid}")).join("mounts"),
     }
 }
 

@@ -10,13 +10,13 @@ pub struct DidYouMean(pub Vec<String>);
 
 impl DidYouMean {
     /// The `candidates` closest to `query`: at most three, all at the smallest distance, and
-    /// only if that distance is small next to the name (a third of its length, at least 2).
+    /// only if that distance is small next to the name (a third of its length, at least 1).
     pub fn closest<'a>(query: &str, candidates: impl IntoIterator<Item = &'a str>) -> DidYouMean {
-        let limit = (query.chars().count() / 3).max(2);
+        let limit = (query.chars().count() / 3).max(1);
         let mut scored: Vec<(usize, &str)> = candidates
             .into_iter()
             .filter(|c| *c != query)
-            .map(|c| (levenshtein(query, c), c))
+            .map(|c| (edit_distance(query, c), c))
             .filter(|(d, _)| *d <= limit)
             .collect();
         scored.sort();
@@ -49,19 +49,24 @@ impl fmt::Display for DidYouMean {
     }
 }
 
-/// Edit distance (insertions, deletions, substitutions) between two strings, by characters.
-pub fn levenshtein(a: &str, b: &str) -> usize {
+/// Edit distance between two strings, by characters: insertions, deletions, substitutions
+/// and swaps of two neighbours ("sic" is one edit from "sci"), each counting one.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = previous[j] + usize::from(ca != *cb);
-            current.push(substitute.min(previous[j + 1] + 1).min(current[j] + 1));
+    let mut d: Vec<Vec<usize>> = (0..=a.len())
+        .map(|i| (0..=b.len()).map(|j| if i == 0 { j } else { i }).collect())
+        .collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let substitute = d[i - 1][j - 1] + usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = substitute.min(d[i - 1][j] + 1).min(d[i][j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
         }
-        previous = current;
     }
-    previous[b.len()]
+    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -69,14 +74,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn levenshtein_counts_edits() {
-        assert_eq!(levenshtein("", ""), 0);
-        assert_eq!(levenshtein("sci", "sci"), 0);
-        assert_eq!(levenshtein("sic", "sci"), 2);
-        assert_eq!(levenshtein("kitten", "sitting"), 3);
-        assert_eq!(levenshtein("", "abc"), 3);
-        assert_eq!(levenshtein("pythn", "python"), 1);
-        assert_eq!(levenshtein("é", "e"), 1);
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("", ""), 0);
+        assert_eq!(edit_distance("sci", "sci"), 0);
+        assert_eq!(edit_distance("sic", "sci"), 1);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("pythn", "python"), 1);
+        assert_eq!(edit_distance("gcc", "sci"), 2);
+        assert_eq!(edit_distance("é", "e"), 1);
     }
 
     #[test]
