@@ -38,8 +38,15 @@ fn mount_tmpfs(dir: &Path) -> MountGuard {
 }
 
 /// Runs `hdist --store STORE ARGS…` on a pseudo-terminal (util-linux `script`), so that
-/// stderr is a terminal; returns what the terminal showed.
+/// stderr is a terminal; expects success and returns what the terminal showed.
 fn on_terminal(t: &TestStore, args: &[&str]) -> String {
+    let (success, shown) = on_terminal_status(t, args);
+    assert!(success, "{args:?} failed: {shown}");
+    shown
+}
+
+/// [`on_terminal`] that also returns whether hdist succeeded.
+fn on_terminal_status(t: &TestStore, args: &[&str]) -> (bool, String) {
     let mut line = format!("{} --store {}", hdist_bin().display(), t.store().display());
     for arg in args {
         line.push(' ');
@@ -51,8 +58,10 @@ fn on_terminal(t: &TestStore, args: &[&str]) -> String {
         .env_remove("HDIST_STORE")
         .output()
         .expect("run script(1)");
-    assert!(out.status.success(), "{line}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// The one line an error printed (failing if there are more).
@@ -286,6 +295,37 @@ fn up_shows_each_package_with_its_state_and_time() {
         shown.lines().any(|l| l.starts_with("six: generation 2 (4 built")),
         "{shown:?}"
     );
+}
+
+#[test]
+fn up_shows_a_failed_build_and_what_never_started() {
+    if !fuse_available() {
+        return;
+    }
+    let t = TestStore::new();
+    let _view = view_guard(&t);
+    let stack = write_file(
+        &t,
+        "broken.toml",
+        "[stack]\nprofile = \"broken\"\n\n\
+         [[package]]\nname = \"bad\"\nversion = \"1\"\n\
+         build = [{ set = \"PATH\", value = \"/usr/bin:/bin\" }, { cmd = [\"false\"] }]\n\n\
+         [[package]]\nname = \"after-bad\"\nversion = \"1\"\nbuild_deps = [\"bad\"]\n\
+         files = [{ target = \"$ARTIFACT/x\", text = [\"x\"] }]\n\
+         build = [{ hit = [\"build-write-files\"] }]\n",
+    );
+    let out = t.fails(["up".as_ref(), stack.as_os_str()]);
+    let text = stderr(&out);
+    assert!(text.contains("bad: building bad/"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("bad: failed after ")),
+        "{text}"
+    );
+    assert!(!text.contains("after-bad: building"), "{text}");
+    let (success, shown) = on_terminal_status(&t, &["up", &stack.display().to_string()]);
+    assert!(!success, "{shown}");
+    assert!(shown.contains("failed after "), "{shown:?}");
+    assert!(shown.contains("not started"), "{shown:?}");
 }
 
 #[test]
