@@ -231,6 +231,17 @@ fn export_shows_a_byte_progress_bar_only_on_a_terminal() {
     assert_eq!(fs::metadata(t.path("out3/blob")).unwrap().len(), 32 << 20);
 }
 
+/// A fresh store whose store-wide view (which builds mount) the guard unmounts; None
+/// without FUSE.
+fn store_for_builds() -> Option<(TestStore, MountGuard)> {
+    if !fuse_available() {
+        return None;
+    }
+    let t = TestStore::new();
+    let view = view_guard(&t);
+    Some((t, view))
+}
+
 /// The shipped six-package stack, copied into the test's scratch area.
 fn six_stack(t: &TestStore) -> PathBuf {
     let text =
@@ -240,11 +251,9 @@ fn six_stack(t: &TestStore) -> PathBuf {
 
 #[test]
 fn up_shows_each_package_with_its_state_and_time() {
-    if !fuse_available() {
+    let Some((t, _view)) = store_for_builds() else {
         return;
-    }
-    let t = TestStore::new();
-    let _view = view_guard(&t);
+    };
     let stack = six_stack(&t);
     // Not a terminal: one plain line per event, with times.
     let out = t
@@ -299,11 +308,9 @@ fn up_shows_each_package_with_its_state_and_time() {
 
 #[test]
 fn up_shows_a_failed_build_and_what_never_started() {
-    if !fuse_available() {
+    let Some((t, _view)) = store_for_builds() else {
         return;
-    }
-    let t = TestStore::new();
-    let _view = view_guard(&t);
+    };
     let stack = write_file(
         &t,
         "broken.toml",
