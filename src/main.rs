@@ -91,6 +91,7 @@ enum Command {
     Gc(store_cmd::GcArgs),
     /// List active hdist mounts.
     Mounts {
+        /// Print JSON (mountpoint, source, store, pid per mount) instead of text.
         #[arg(long)]
         json: bool,
     },

@@ -20,6 +20,7 @@ use hdist_store::remote::{
     CacheOptions, CachedBlobService, HttpBlobService, HttpOptions, PublicKey, RecordingBlobService,
     RemoteCatalog,
 };
+use hdist_store::suggest::DidYouMean;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -93,10 +94,21 @@ pub fn mount(globals: &Globals, args: &MountArgs) -> Result<ExitCode> {
             Some(_) => ViewRoot::Profile(name.clone()),
             None => match store.find_artifact(name) {
                 Ok(record) => ViewRoot::Artifact(record.id),
-                Err(hdist_store::StoreError::UnknownArtifact { .. }) => bail!(
-                    "no profile or artifact {name:?} in the store at {}; `hdist profile list` and `hdist ls` list them",
-                    store.root().display()
-                ),
+                Err(hdist_store::StoreError::UnknownArtifact { .. }) => {
+                    let profiles = store.profile_names()?;
+                    let artifacts = store.artifacts()?;
+                    let suggestion = DidYouMean::closest(
+                        name,
+                        profiles
+                            .iter()
+                            .map(String::as_str)
+                            .chain(artifacts.iter().map(|r| r.id.name())),
+                    );
+                    bail!(
+                        "no profile or artifact {name:?} in the store at {}{suggestion} (`hdist profile list` and `hdist ls` list them)",
+                        store.root().display()
+                    )
+                }
                 Err(e) => return Err(e.into()),
             },
         },
@@ -112,7 +124,8 @@ pub fn mount(globals: &Globals, args: &MountArgs) -> Result<ExitCode> {
         );
     }
     let blobs: Arc<dyn BlobService> = store.blobs().clone();
-    serve(args, blobs, Arc::new(catalog), &root, &dir, None)
+    let origin = store.root().display().to_string();
+    serve(args, blobs, Arc::new(catalog), &root, &dir, &origin)
 }
 
 /// `mount --remote`: the same view over HTTP, a local cache and the signed manifest.
@@ -168,7 +181,7 @@ fn mount_remote(
         },
     };
     let blobs: Arc<dyn BlobService> = cached.clone();
-    let result = serve(args, blobs, catalog, &root, &dir, Some(&*http));
+    let result = serve(args, blobs, catalog, &root, &dir, &args.remote.join(" "));
     log::info!(
         "remote: {} requests, {} bytes received, {} failures; {} objects fetched into {}",
         http.stats().requests.load(Ordering::Relaxed),
@@ -225,7 +238,7 @@ fn serve(
     catalog: Arc<dyn Catalog>,
     root: &ViewRoot,
     dir: &Path,
-    _http: Option<&HttpBlobService>,
+    origin: &str,
 ) -> Result<ExitCode> {
     let fsname = match root {
         ViewRoot::All => "hdist:all".to_string(),
@@ -248,6 +261,7 @@ fn serve(
             .unwrap_or(2)
             .max(2),
         fsname,
+        store: origin.to_string(),
     };
     // Block the termination signals before the workers start so that only the signal thread
     // receives them; it unmounts, which ends the session cleanly.
@@ -409,12 +423,31 @@ pub fn mounts(json: bool) -> Result<ExitCode> {
     if json {
         let rows: Vec<_> = mounts
             .iter()
-            .map(|m| serde_json::json!({"mountpoint": m.mountpoint, "source": m.source}))
+            .map(|m| {
+                serde_json::json!({
+                    "mountpoint": m.mountpoint,
+                    "source": m.source,
+                    "store": m.store,
+                    "pid": m.pid,
+                    "daemon_alive": m.daemon_alive(),
+                })
+            })
             .collect();
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
+        // Mounts of every store are listed: the store column tells them apart.
         for m in mounts {
-            println!("{}\t{}", m.mountpoint.display(), m.source);
+            let daemon = match (m.pid, m.daemon_alive()) {
+                (Some(pid), true) => format!("pid {pid}"),
+                (Some(pid), false) => format!("pid {pid} (dead: hdist umount it)"),
+                (None, _) => "pid ?".to_string(),
+            };
+            println!(
+                "{}\t{}\tstore {}\t{daemon}",
+                m.mountpoint.display(),
+                m.source,
+                m.store.as_deref().unwrap_or("?")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

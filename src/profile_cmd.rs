@@ -20,18 +20,23 @@ pub enum ProfileCommand {
     },
     /// List profiles with their current generation.
     List {
+        /// Print JSON (name, generation, document per profile) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show the artifacts of a profile's current generation.
     Show {
+        /// Profile name.
         name: String,
+        /// Print JSON (generation, document, artifacts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Every generation of a profile (the current one marked).
     History {
+        /// Profile name.
         name: String,
+        /// Print JSON (one object per generation) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -51,7 +56,9 @@ pub enum ProfileCommand {
     },
     /// Paths provided by more than one artifact (the first listed wins).
     Conflicts {
+        /// Profile name.
         name: String,
+        /// Print JSON (path, winner, shadowed per conflict; `[]` for none) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -70,7 +77,7 @@ pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
         ProfileCommand::History { name, json } => {
             let generations = store.generations(&name)?;
             if generations.is_empty() {
-                return Err(hdist_store::StoreError::UnknownProfile { name }.into());
+                return Err(store.unknown_profile(&name)?.into());
             }
             let current = store.current_generation(&name)?.map(|g| g.number);
             if json {
@@ -89,9 +96,7 @@ pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
             println!("{name} generation {generation}");
         }
         ProfileCommand::Rollback { name } => {
-            let current = store
-                .current_generation(&name)?
-                .ok_or_else(|| hdist_store::StoreError::UnknownProfile { name: name.clone() })?;
+            let current = store.require_profile(&name)?;
             let previous = store
                 .generations(&name)?
                 .into_iter()
@@ -197,6 +202,11 @@ pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else if conflicts.is_empty() {
+                println!(
+                    "no conflicts: {} artifacts in profile {name}",
+                    doc.artifacts.len()
+                );
             } else {
                 for c in &conflicts {
                     let ids: Vec<String> = c
@@ -216,12 +226,7 @@ pub fn load(
     store: &hdist_store::Store,
     name: &str,
 ) -> Result<(hdist_store::profile::Generation, hdist_store::profile::ProfileDoc)> {
-    let generation =
-        store
-            .current_generation(name)?
-            .ok_or_else(|| hdist_store::StoreError::UnknownProfile {
-                name: name.to_string(),
-            })?;
+    let generation = store.require_profile(name)?;
     let doc = store.profile_doc(&generation.document)?;
     Ok((generation, doc))
 }

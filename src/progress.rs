@@ -4,9 +4,14 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Whether live progress is wanted: stderr is a terminal and `-q` was not given.
+pub fn live(quiet: bool) -> bool {
+    !quiet && std::io::stderr().is_terminal()
+}
+
 /// A byte-counting progress bar, hidden when not wanted.
 pub fn bytes_bar(total: u64, message: &str, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
+    if !live(quiet) {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);

@@ -61,14 +61,14 @@ pub enum KeyCommand {
 pub struct TraceArgs {
     /// The profile the workload runs from.
     profile: String,
-    /// Mount the profile here while recording (default: a fresh temp dir); the command finds
-    /// it in $HDIST_PROFILE either way.
+    /// Mount the profile here while recording (default: a fresh temp dir).
     #[arg(long, value_name = "DIR")]
     at: Option<PathBuf>,
     /// Where to write the trace (default: <store>/traces/PROFILE.trace, which publish ships).
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
-    /// The workload.
+    /// The workload. It finds the profile's mount path in $HDIST_PROFILE and its name in
+    /// $HDIST_PROFILE_NAME.
     #[arg(last = true, required = true)]
     command: Vec<OsString>,
 }
@@ -133,7 +133,7 @@ pub fn key(globals: &Globals, command: &KeyCommand) -> Result<ExitCode> {
 }
 
 /// Mounts the profile in this process with a recording blob service, runs the workload with
-/// `$HDIST_PROFILE` pointing at the mount, unmounts, and saves the files it touched.
+/// `$HDIST_PROFILE` pointing at the mount (and `$HDIST_PROFILE_NAME` naming it), unmounts, and saves the files it touched.
 pub fn trace(globals: &Globals, args: &TraceArgs) -> Result<ExitCode> {
     let store = Arc::new(globals.open_store()?);
     let catalog = LocalCatalog::new(store.clone());
@@ -152,11 +152,13 @@ pub fn trace(globals: &Globals, args: &TraceArgs) -> Result<ExitCode> {
         allow_other: false,
         threads: 4,
         fsname: format!("hdist:{}", args.profile),
+        store: store.root().display().to_string(),
     };
     let mounted = hdist_fs::mount(view, &dir, &options)?;
     let status = Command::new(&args.command[0])
         .args(&args.command[1..])
         .env("HDIST_PROFILE", &dir)
+        .env("HDIST_PROFILE_NAME", &args.profile)
         .status();
     let unmounted = mounted.unmount();
     if temporary {

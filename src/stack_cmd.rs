@@ -5,10 +5,11 @@
 //! nothing. When every package is built and the profile already holds what the stack
 //! describes, it reads a few small files and writes none: no mount, no generation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -17,6 +18,7 @@ use hdist_store::build::{BuildOptions, BuildOutcome, KeepBuild};
 use hdist_store::profile::ProfileDoc;
 use hdist_store::source::mirrors_from_env;
 use hdist_store::stack::{self, Applied, BuildEvent, FetchOutcome, Stack};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::Globals;
 
@@ -44,7 +46,7 @@ pub struct StatusArgs {
     /// Profile to compare with (default: `profile` in the stack's [stack] table).
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
-    /// Machine-readable output.
+    /// Print JSON (each package's state, the profile's state) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -66,6 +68,124 @@ fn profile_name(stack: &Stack, given: Option<&str>) -> Result<String> {
 fn short_id(id: &ArtifactId) -> String {
     let hash = id.hash().to_string();
     format!("{}/{}", id.name(), &hash[..hash.len().min(12)])
+}
+
+/// How `up` shows its builds on stderr: on a terminal a live view with a line per package
+/// (waiting, building, done, cached, failed) and its time; otherwise a line per event.
+struct BuildProgress {
+    live: Option<LiveView>,
+    started: Mutex<HashMap<String, Instant>>,
+    quiet: bool,
+}
+
+/// The terminal view: one line per package to build.
+struct LiveView {
+    /// Owns the drawing of the lines; kept alive as long as they are.
+    _multi: MultiProgress,
+    lines: HashMap<String, ProgressBar>,
+    /// A running build: spinner and elapsed time.
+    building: ProgressStyle,
+    /// Waiting or finished: the message says it all.
+    settled: ProgressStyle,
+}
+
+impl BuildProgress {
+    fn new(packages: &[&str], quiet: bool) -> BuildProgress {
+        let live = crate::progress::live(quiet).then(|| {
+            let multi = MultiProgress::new();
+            let width = packages.iter().map(|p| p.len()).max().unwrap_or(0);
+            let style = |tail: &str| {
+                ProgressStyle::with_template(&format!("{{spinner}} {{prefix:<{width}}}  {{msg}}{tail}"))
+                    .expect("static template")
+            };
+            let settled = style("");
+            let lines = packages
+                .iter()
+                .map(|&name| {
+                    let line = multi.add(ProgressBar::new_spinner());
+                    line.set_style(settled.clone());
+                    line.set_prefix(name.to_string());
+                    line.set_message("waiting");
+                    (name.to_string(), line)
+                })
+                .collect();
+            LiveView {
+                _multi: multi,
+                lines,
+                building: style(" {elapsed}"),
+                settled,
+            }
+        });
+        BuildProgress {
+            live,
+            started: Mutex::new(HashMap::new()),
+            quiet,
+        }
+    }
+
+    /// Time since `package` started building.
+    fn elapsed(&self, package: &str) -> Duration {
+        let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        started.get(package).map(Instant::elapsed).unwrap_or_default()
+    }
+
+    /// Shows one event: as the package's line of the live view, else as `package: state`.
+    fn event(&self, event: BuildEvent<'_>) {
+        if self.quiet {
+            return;
+        }
+        let (package, state, done) = match event {
+            BuildEvent::Started { package, id } => {
+                let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+                started.insert(package.to_string(), Instant::now());
+                (package, format!("building {}", short_id(id)), false)
+            }
+            BuildEvent::Finished { package, outcome } => {
+                let took = self.elapsed(package);
+                let state = match outcome {
+                    BuildOutcome::Built { sandboxed: true, .. } => format!("done in {took:.1?}"),
+                    BuildOutcome::Built { .. } => format!("done in {took:.1?} (unsandboxed)"),
+                    BuildOutcome::Cached(_) => {
+                        format!("cached after {took:.1?}: built meanwhile by another process")
+                    }
+                };
+                (package, state, true)
+            }
+            BuildEvent::Failed { package, .. } => (
+                package,
+                format!("failed after {:.1?}", self.elapsed(package)),
+                true,
+            ),
+        };
+        let Some(live) = &self.live else {
+            eprintln!("{package}: {state}");
+            return;
+        };
+        let Some(line) = live.lines.get(package) else {
+            return;
+        };
+        if done {
+            // The settled style again: the final message carries the time.
+            line.set_style(live.settled.clone());
+            line.finish_with_message(state);
+        } else {
+            line.set_style(live.building.clone());
+            line.reset_elapsed();
+            line.set_message(state);
+            line.enable_steady_tick(Duration::from_millis(120));
+        }
+    }
+
+    /// Ends the live view; packages that never started (after a failure) say so.
+    fn finish(&self) {
+        if let Some(live) = &self.live {
+            for line in live.lines.values().filter(|l| !l.is_finished()) {
+                line.finish_with_message("not started");
+            }
+            // The view leaves the cursor at the end of its last line.
+            eprintln!();
+        }
+    }
 }
 
 pub fn up(globals: &Globals, args: &UpArgs) -> Result<ExitCode> {
@@ -113,22 +233,11 @@ pub fn up(globals: &Globals, args: &UpArgs) -> Result<ExitCode> {
                 .unwrap_or(1)
                 .min(4)
         });
-        let report = |event: BuildEvent<'_>| {
-            if quiet {
-                return;
-            }
-            match event {
-                BuildEvent::Started { package, id } => eprintln!("building {package} ({})", short_id(id)),
-                BuildEvent::Finished { package, outcome } => match outcome {
-                    BuildOutcome::Built { sandboxed, .. } => eprintln!(
-                        "built {package}{}",
-                        if *sandboxed { "" } else { " (unsandboxed)" }
-                    ),
-                    BuildOutcome::Cached(_) => eprintln!("{package}: built meanwhile by another process"),
-                },
-            }
-        };
-        built = stack::build_packages(&store, &stack, &missing, &options, jobs, &report)?.len();
+        let progress = BuildProgress::new(&names, quiet);
+        let report = |event: BuildEvent<'_>| progress.event(event);
+        let outcome = stack::build_packages(&store, &stack, &missing, &options, jobs, &report);
+        progress.finish();
+        built = outcome?.len();
     }
     let doc = stack::profile_doc(&store, &stack)?;
     let cached = stack.packages.len() - built;

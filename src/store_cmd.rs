@@ -49,11 +49,13 @@ pub enum StoreCommand {
     },
     /// Re-hash every object; exit 1 if anything is corrupt or missing.
     Verify {
+        /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Object counts, sizes, dedup and compression ratios.
     Stats {
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -77,6 +79,7 @@ pub struct LsArgs {
     id: Option<String>,
     /// Path inside the artifact.
     path: Option<String>,
+    /// Print JSON (artifact records, or directory entries) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -322,9 +325,11 @@ pub fn cat(globals: &Globals, args: &CatArgs) -> Result<ExitCode> {
 pub fn export(globals: &Globals, args: &ExportArgs) -> Result<ExitCode> {
     let store = globals.open_store()?;
     let record = store.find_artifact(&args.id)?;
+    let bar = bytes_bar(record.bytes, "export", globals.quiet);
     store
-        .export(&record, &args.dir)
+        .export_with_progress(&record, &args.dir, &|bytes| bar.inc(bytes))
         .with_context(|| format!("cannot export {} to {}", record.id, args.dir.display()))?;
+    bar.finish_and_clear();
     if !globals.quiet {
         eprintln!("exported {} to {}", record.id, args.dir.display());
     }
@@ -339,6 +344,7 @@ pub struct GcArgs {
     /// Besides each profile's current generation, keep only the N newest.
     #[arg(long, value_name = "N")]
     keep_generations: Option<usize>,
+    /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
 }

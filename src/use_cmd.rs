@@ -5,6 +5,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use hdist_store::profile::ProfileDoc;
+use hdist_store::Store;
 
 use crate::Globals;
 
@@ -31,7 +33,8 @@ pub struct EnvArgs {
 pub struct ShellArgs {
     /// Profile name.
     profile: String,
-    /// Command to run instead of an interactive shell.
+    /// Command to run instead of an interactive shell. It (or the shell) finds the profile's
+    /// mount path in $HDIST_PROFILE and its name in $HDIST_PROFILE_NAME.
     #[arg(last = true)]
     command: Vec<String>,
 }
@@ -48,28 +51,36 @@ pub struct ModuleArgs {
     output: Option<PathBuf>,
 }
 
-/// Where profile `name` is mounted, if it is.
-fn mounted_at(name: &str) -> Result<Option<PathBuf>> {
+/// Where profile `name` of `store` is mounted, if it is. A mount whose store is unknown
+/// (registered by an older hdist) counts.
+fn mounted_at(store: &Store, name: &str) -> Result<Option<PathBuf>> {
     let source = format!("hdist:{name}");
+    let root = store.root().display().to_string();
     Ok(hdist_fs::list_mounts()?
         .into_iter()
-        .find(|m| m.source == source)
+        .find(|m| m.source == source && m.store.as_ref().is_none_or(|s| *s == root))
         .map(|m| m.mountpoint))
 }
 
-fn mount_point(name: &str, at: &Option<PathBuf>) -> Result<PathBuf> {
+fn mount_point(store: &Store, name: &str, at: &Option<PathBuf>) -> Result<PathBuf> {
     match at {
         Some(dir) => Ok(dir.clone()),
-        None => mounted_at(name)?.with_context(|| {
-            format!("profile {name} is not mounted; `hdist mount {name} DIR` first, pass --at DIR, or use `hdist shell {name}`")
+        None => mounted_at(store, name)?.with_context(|| {
+            format!("profile {name} is not mounted; run `hdist mount {name} DIR` first, pass --at DIR, or use `hdist shell {name}`")
         }),
     }
 }
 
-/// The variables a profile mounted at `root` contributes: (name, value, prepend-to-existing).
-fn variables(globals: &Globals, name: &str, root: &Path) -> Result<Vec<(String, String, bool)>> {
+/// The store and the current document of profile `name` (an error suggesting the closest
+/// names when there is no such profile).
+fn open_profile(globals: &Globals, name: &str) -> Result<(Store, ProfileDoc)> {
     let store = globals.open_store()?;
     let (_, doc) = crate::profile_cmd::load(&store, name)?;
+    Ok((store, doc))
+}
+
+/// The variables a profile mounted at `root` contributes: (name, value, prepend-to-existing).
+fn variables(doc: &ProfileDoc, root: &Path) -> Vec<(String, String, bool)> {
     let r = root.display();
     let mut vars = vec![
         ("PATH".to_string(), format!("{r}/bin"), true),
@@ -83,7 +94,7 @@ fn variables(globals: &Globals, name: &str, root: &Path) -> Result<Vec<(String, 
     for (key, value) in &doc.env {
         vars.push((key.clone(), value.replace("$PROFILE", &r.to_string()), false));
     }
-    Ok(vars)
+    vars
 }
 
 fn quote(value: &str) -> String {
@@ -91,8 +102,9 @@ fn quote(value: &str) -> String {
 }
 
 pub fn env(globals: &Globals, args: &EnvArgs) -> Result<ExitCode> {
-    let root = mount_point(&args.profile, &args.at)?;
-    for (name, value, prepend) in variables(globals, &args.profile, &root)? {
+    let (store, doc) = open_profile(globals, &args.profile)?;
+    let root = mount_point(&store, &args.profile, &args.at)?;
+    for (name, value, prepend) in variables(&doc, &root) {
         match (args.shell, prepend) {
             (ShellKind::Fish, true) => {
                 let parts: Vec<String> = value.split(':').map(quote).collect();
@@ -107,7 +119,8 @@ pub fn env(globals: &Globals, args: &EnvArgs) -> Result<ExitCode> {
 }
 
 pub fn shell(globals: &Globals, args: &ShellArgs) -> Result<ExitCode> {
-    let (root, temp) = match mounted_at(&args.profile)? {
+    let (store, doc) = open_profile(globals, &args.profile)?;
+    let (root, temp) = match mounted_at(&store, &args.profile)? {
         Some(root) => (root, None),
         None => {
             let temp = tempfile::Builder::new()
@@ -115,21 +128,24 @@ pub fn shell(globals: &Globals, args: &ShellArgs) -> Result<ExitCode> {
                 .tempdir()
                 .context("cannot create a temporary mount point")?;
             let exe = std::env::current_exe()?;
-            let mut mount = Command::new(&exe);
-            mount
+            let output = Command::new(&exe)
                 .arg("--store")
-                .arg(crate::config::store_dir(globals.store.as_deref())?);
-            let status = mount
+                .arg(store.root())
                 .args(["-q", "mount", &args.profile])
                 .arg(temp.path())
-                .status()?;
-            if !status.success() {
-                bail!("cannot mount profile {}", args.profile);
+                .output()
+                .context("cannot start `hdist mount`")?;
+            if !output.status.success() {
+                // One error, not the child's line and then ours.
+                let why = String::from_utf8_lossy(&output.stderr);
+                let why = why.trim().trim_start_matches("hdist: error: ");
+                bail!("cannot mount profile {}: {why}", args.profile);
             }
             (temp.path().to_path_buf(), Some(temp))
         }
     };
-    let result = (|| -> Result<std::process::ExitStatus> {
+    // The private mount is removed below whatever the command did.
+    let result = {
         let mut command = match args.command.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -138,16 +154,17 @@ pub fn shell(globals: &Globals, args: &ShellArgs) -> Result<ExitCode> {
             }
             None => Command::new(std::env::var_os("SHELL").unwrap_or_else(|| "/bin/sh".into())),
         };
-        for (name, value, prepend) in variables(globals, &args.profile, &root)? {
+        for (name, value, prepend) in variables(&doc, &root) {
             let value = match (prepend, std::env::var(&name)) {
                 (true, Ok(old)) if !old.is_empty() => format!("{value}:{old}"),
                 _ => value,
             };
             command.env(name, value);
         }
-        command.env("HDIST_PROFILE", &args.profile);
+        command.env("HDIST_PROFILE", &root);
+        command.env("HDIST_PROFILE_NAME", &args.profile);
         command.status().context("cannot start the command")
-    })();
+    };
     if let Some(temp) = temp {
         hdist_fs::unmount(temp.path())?;
         drop(temp);
@@ -157,7 +174,8 @@ pub fn shell(globals: &Globals, args: &ShellArgs) -> Result<ExitCode> {
 }
 
 pub fn module(globals: &Globals, args: &ModuleArgs) -> Result<ExitCode> {
-    let root = mount_point(&args.profile, &args.at)?;
+    let (store, doc) = open_profile(globals, &args.profile)?;
+    let root = mount_point(&store, &args.profile, &args.at)?;
     let mut text = format!(
         "-- Lmod modulefile for the hdist profile {name}, mounted at {root}\n\
          help([[hdist profile {name}: software from {root}]])\n\
@@ -167,7 +185,7 @@ pub fn module(globals: &Globals, args: &ModuleArgs) -> Result<ExitCode> {
         root = root.display()
     );
     let r = root.display().to_string();
-    for (name, value, prepend) in variables(globals, &args.profile, &root)? {
+    for (name, value, prepend) in variables(&doc, &root) {
         for part in value.split(':') {
             let expr = match part.strip_prefix(&r) {
                 Some(rest) => format!("pathJoin(root, \"{}\")", rest.trim_start_matches('/')),

@@ -3,6 +3,7 @@
 mod util;
 
 mod build;
+mod cli;
 mod hashing;
 mod http_server;
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    corpus, fuse_available, hdist_bin, is_mounted, run_ok, sample_tree, snapshot, stderr, wait_for,
+    corpus, fuse_available, hdist_bin, is_mounted, mount, run_ok, sample_tree, snapshot, stderr, wait_for,
     MountGuard, TestStore,
 };
 
@@ -28,14 +28,6 @@ pub(crate) fn mountpoint(t: &TestStore, name: &str) -> PathBuf {
     let dir = t.path(name);
     fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Mounts with the daemonising CLI; returns the guard.
-pub(crate) fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
-    let guard = MountGuard::new(dir);
-    t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
-    assert!(is_mounted(dir), "mount returned before the mount was up");
-    guard
 }
 
 /// Starts a foreground daemon we own (so the test knows its pid) and waits for the mount.
@@ -405,7 +397,7 @@ fn bad_mount_requests_mount_nothing() {
     assert!(stderr(&out).contains("nosuchprofile"), "{}", stderr(&out));
     assert!(!is_mounted(&missing) && !is_mounted(&full) && !is_mounted(&empty));
     let out = t.fails(["umount".as_ref(), empty.as_os_str()]);
-    assert!(stderr(&out).contains("not a mount point"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("it is not mounted"), "{}", stderr(&out));
 }
 
 #[test]

@@ -7,7 +7,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::mount::{mount, mountpoint};
+use crate::mount::mountpoint;
+use crate::util::mount;
 use crate::util::{fuse_available, run_ok, TestStore};
 
 /// Sets the mtime of `path` without following a symlink.

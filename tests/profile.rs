@@ -8,7 +8,7 @@ use std::path::Path;
 
 use std::time::Duration;
 
-use crate::util::{fuse_available, run_ok, snapshot, wait_for, MountGuard, TestStore};
+use crate::util::{fuse_available, mount, run_ok, snapshot, wait_for, TestStore};
 
 /// Two small artifacts: `a` (an executable bin/a) and `b` (bin/b plus a unique share file).
 fn two_artifacts(t: &TestStore) -> (String, String) {
@@ -22,13 +22,6 @@ fn two_artifacts(t: &TestStore) -> (String, String) {
     fs::write(b.join("bin/b"), "content of b, generation one\n").unwrap();
     fs::write(b.join("share/b/data"), "only b has this ".repeat(1000)).unwrap();
     (t.add(&a, "a"), t.add(&b, "b"))
-}
-
-fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
-    fs::create_dir_all(dir).unwrap();
-    let guard = MountGuard::new(dir);
-    t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
-    guard
 }
 
 #[test]
@@ -231,19 +224,21 @@ fn shell_mounts_a_private_view_and_unmounts_it_afterwards() {
             "--",
             "sh",
             "-c",
-            "a; echo \"$HDIST_PROFILE\"; command -v a",
+            "a; echo \"$HDIST_PROFILE_NAME\"; echo \"$HDIST_PROFILE\"; command -v a",
         ])
         .env("SHELL", "/bin/sh"),
     );
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "from-a");
     assert_eq!(lines[1], "solo");
-    let used = Path::new(lines[2])
+    let used = Path::new(lines[3])
         .parent()
         .unwrap()
         .parent()
         .unwrap()
         .to_path_buf();
+    // $HDIST_PROFILE is the mount path (the prefix), as in `hdist trace record`.
+    assert_eq!(Path::new(lines[2]), used);
     assert!(
         !crate::util::is_mounted(&used),
         "shell left {} mounted",

@@ -188,12 +188,27 @@ impl MountGuard {
 impl Drop for MountGuard {
     fn drop(&mut self) {
         if is_mounted(&self.dir) {
-            let _ = Command::new(hdist_bin()).arg("umount").arg(&self.dir).status();
+            // Quietly: for a mount that is not hdist's (a test's tmpfs) it refuses, and
+            // umount(8) below removes it.
+            let _ = Command::new(hdist_bin())
+                .arg("umount")
+                .arg(&self.dir)
+                .stderr(std::process::Stdio::null())
+                .status();
             if is_mounted(&self.dir) {
                 let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
             }
         }
     }
+}
+
+/// Mounts `what` on `dir` (created if needed) with the daemonising CLI; returns the guard.
+pub fn mount(t: &TestStore, what: &str, dir: &Path) -> MountGuard {
+    fs::create_dir_all(dir).unwrap();
+    let guard = MountGuard::new(dir);
+    t.ok(["mount".as_ref(), what.as_ref(), dir.as_os_str()]);
+    assert!(is_mounted(dir), "mount returned before the mount was up");
+    guard
 }
 
 /// Whether `dir` is a mount point (per /proc/self/mountinfo).

@@ -19,7 +19,7 @@ mod mounts;
 pub mod view;
 
 pub use fuse::HdistFs;
-pub use mounts::{list_mounts, unmount, MountEntry};
+pub use mounts::{list_mounts, mount_at, unmount, MountEntry, MountInfo};
 pub use view::{View, ViewRoot};
 
 use std::io;
@@ -48,6 +48,9 @@ pub enum FsError {
     /// The mount point is unusable.
     #[error("cannot mount on {path}: {reason}")]
     BadMountpoint { path: PathBuf, reason: String },
+    /// `hdist umount` of something that is not an hdist mount.
+    #[error("cannot unmount {path}: {reason}; `hdist mounts` lists the hdist mounts")]
+    NotAnHdistMount { path: PathBuf, reason: String },
     /// The kernel refused the mount or unmount.
     #[error("{action} {path}: {source}")]
     Io {
@@ -67,7 +70,7 @@ pub(crate) fn errno(error: &FsError) -> Errno {
             log::error!("store error: {e}");
             Errno::EIO
         }
-        FsError::BadMountpoint { .. } | FsError::Io { .. } => Errno::EIO,
+        FsError::BadMountpoint { .. } | FsError::NotAnHdistMount { .. } | FsError::Io { .. } => Errno::EIO,
     }
 }
 
@@ -81,6 +84,8 @@ pub struct MountOptions {
     pub threads: usize,
     /// Shown as the mount's source in /proc/mounts; always starts with `hdist:`.
     pub fsname: String,
+    /// The store directory (or remote URLs) served, for the mount registry (`hdist mounts`).
+    pub store: String,
 }
 
 /// A live mount; unmounted by [`Mounted::unmount`] or when the kernel drops it.
@@ -96,6 +101,9 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<(), FsError> {
         path: mountpoint.to_path_buf(),
         reason: reason.to_string(),
     };
+    if let Some(reason) = mounts::already_mounted(mountpoint) {
+        return Err(bad(&reason));
+    }
     let meta = std::fs::metadata(mountpoint).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => bad("it does not exist; create an empty directory first"),
         _ => bad(&e.to_string()),
@@ -145,6 +153,7 @@ pub fn mount(view: View, mountpoint: &Path, options: &MountOptions) -> Result<Mo
         path: mountpoint.to_path_buf(),
         source,
     })?;
+    mounts::register(mountpoint, &options.fsname, &options.store);
     Ok(Mounted {
         session,
         mountpoint: mountpoint.to_path_buf(),
@@ -194,7 +203,9 @@ impl Mounted {
     /// `fusermount3 -u`).
     pub fn wait(self) -> Result<(), FsError> {
         let path = self.mountpoint.clone();
-        self.session.join().map_err(|source| FsError::Io {
+        let result = self.session.join();
+        mounts::unregister(&path);
+        result.map_err(|source| FsError::Io {
             action: "serve",
             path,
             source,
@@ -204,6 +215,7 @@ impl Mounted {
     /// Unmounts and waits for the workers to stop.
     pub fn unmount(self) -> Result<(), FsError> {
         let path = self.mountpoint.clone();
+        mounts::unregister(&path);
         self.session.umount_and_join().map_err(|source| FsError::Io {
             action: "unmount",
             path,

@@ -17,6 +17,7 @@ pub mod scratch;
 pub mod source;
 pub mod stack;
 pub mod store;
+pub mod suggest;
 pub mod tree;
 pub mod union;
 

@@ -28,6 +28,7 @@ use crate::artifact::{check_name, ArtifactId};
 use crate::blob::{BlobService, IngestBatch};
 use crate::hash::{hash_document, Digest, ShortDigest};
 use crate::store::{Store, StoreError};
+use crate::suggest::DidYouMean;
 use crate::tree::{set_mtime, Entry, Mtime, Node, Tree};
 
 /// What a profile rule does with the paths it selects (Hashdist's links DSL).
@@ -219,6 +220,8 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::UnknownProfile {
                 name: format!("{name} generation {number}"),
+                store: self.root().to_path_buf(),
+                suggestion: DidYouMean::default(),
             });
         }
         let current = dir.join("current");
@@ -282,6 +285,25 @@ impl Store {
         })?;
         // Only the current generation's file: mounts call this on every change notification.
         self.read_generation(name, number)
+    }
+
+    /// The current generation of `name`, or [`StoreError::UnknownProfile`] suggesting the
+    /// closest existing names: where commands resolve a profile name the user typed.
+    pub fn require_profile(&self, name: &str) -> Result<Generation, StoreError> {
+        match self.current_generation(name)? {
+            Some(generation) => Ok(generation),
+            None => Err(self.unknown_profile(name)?),
+        }
+    }
+
+    /// The error for a profile `name` that does not exist, with the closest existing names.
+    pub fn unknown_profile(&self, name: &str) -> Result<StoreError, StoreError> {
+        let names = self.profile_names()?;
+        Ok(StoreError::UnknownProfile {
+            name: name.to_string(),
+            store: self.root().to_path_buf(),
+            suggestion: DidYouMean::closest(name, names.iter().map(String::as_str)),
+        })
     }
 
     /// Names of all profiles that have a current generation.

@@ -27,6 +27,7 @@ use crate::blob::{BlobError, BlobService, LocalBlobService};
 use crate::hash::{hash_document, Digest, HashError};
 use crate::index::{Index, IndexError, IndexTotals};
 use crate::scratch::Scratch;
+use crate::suggest::DidYouMean;
 use crate::tree::{self, IngestedObject, Node, ObjectKind, Tree, TreeError};
 
 /// Errors of the store layer.
@@ -43,8 +44,12 @@ pub enum StoreError {
     #[error(transparent)]
     Id(#[from] IdError),
     /// No artifact matches what the user typed.
-    #[error("no artifact {query:?} in the store at {store}; `hdist ls` lists them")]
-    UnknownArtifact { query: String, store: PathBuf },
+    #[error("no artifact {query:?} in the store at {store}{suggestion} (`hdist ls` lists them)")]
+    UnknownArtifact {
+        query: String,
+        store: PathBuf,
+        suggestion: DidYouMean,
+    },
     /// An abbreviated id matches several artifacts.
     #[error("{query:?} matches several artifacts ({candidates}); give more of the id")]
     AmbiguousArtifact { query: String, candidates: String },
@@ -69,8 +74,12 @@ pub enum StoreError {
         source: serde_json::Error,
     },
     /// No profile of that name (or generation).
-    #[error("no profile {name:?}; `hdist profile list` lists them")]
-    UnknownProfile { name: String },
+    #[error("no profile {name:?} in store {store}{suggestion} (`hdist profile list` lists them)")]
+    UnknownProfile {
+        name: String,
+        store: PathBuf,
+        suggestion: DidYouMean,
+    },
     /// A profile file does not parse.
     #[error("profile data {path} is malformed: {reason}")]
     BadProfile { path: PathBuf, reason: String },
@@ -365,6 +374,7 @@ impl Store {
             0 => Err(StoreError::UnknownArtifact {
                 query: query.to_string(),
                 store: self.root.clone(),
+                suggestion: self.similar_artifact_names(query)?,
             }),
             1 => Ok(matches.into_iter().next().expect("one match")),
             _ => Err(StoreError::AmbiguousArtifact {
@@ -377,6 +387,16 @@ impl Store {
                     .join(", "),
             }),
         }
+    }
+
+    /// Artifact names close to the name part of `query` (what [`StoreError::UnknownArtifact`]
+    /// suggests).
+    pub fn similar_artifact_names(&self, query: &str) -> Result<DidYouMean, StoreError> {
+        let name = query.split('/').next().unwrap_or(query);
+        let records = self.artifacts()?;
+        let mut names: Vec<&str> = records.iter().map(|r| r.id.name()).collect();
+        names.dedup();
+        Ok(DidYouMean::closest(name, names))
     }
 
     /// All artifacts, sorted by id.
@@ -437,6 +457,17 @@ impl Store {
     /// Materialises an artifact at `dest` (which must not exist, or be an empty directory).
     /// The copy appears whole or not at all: it is built beside `dest` and renamed.
     pub fn export(&self, record: &ArtifactRecord, dest: &Path) -> Result<(), StoreError> {
+        self.export_with_progress(record, dest, &|_| {})
+    }
+
+    /// [`Store::export`], calling `progress` with the file bytes written as they are (out of
+    /// `record.bytes`).
+    pub fn export_with_progress(
+        &self,
+        record: &ArtifactRecord,
+        dest: &Path,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), StoreError> {
         match fs::read_dir(dest) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -461,11 +492,12 @@ impl Store {
             .tempdir_in(&parent)
             .map_err(StoreError::io("create a temporary directory in", &parent))?;
         let inner = staging.path().join("tree");
-        tree::export_tree(
+        tree::export_tree_with_progress(
             self.blobs.as_ref(),
             &record.root,
             &inner,
             tree::ExportTimes::Recorded,
+            progress,
         )?;
         if dest.exists() {
             fs::remove_dir(dest).map_err(StoreError::io("replace empty directory", dest))?;

@@ -85,9 +85,7 @@ pub fn publish(
     };
     let mut docs = Vec::new();
     for name in &names {
-        let generation = store
-            .current_generation(name)?
-            .ok_or_else(|| crate::store::StoreError::UnknownProfile { name: name.clone() })?;
+        let generation = store.require_profile(name)?;
         let doc = store.profile_doc(&generation.document)?;
         docs.push((name.clone(), generation.document, doc));
     }

@@ -7,7 +7,7 @@ use std::sync::{Condvar, Mutex};
 
 use super::{Stack, StackError};
 use crate::artifact::ArtifactId;
-use crate::build::{self, BuildOptions, BuildOutcome};
+use crate::build::{self, BuildError, BuildOptions, BuildOutcome};
 use crate::profile::{Generation, ProfileArtifact, ProfileDoc};
 use crate::source::{self, FetchRequest, HttpOptions, SourceError};
 use crate::store::Store;
@@ -92,6 +92,8 @@ pub enum BuildEvent<'a> {
         package: &'a str,
         outcome: &'a BuildOutcome,
     },
+    /// A package's build failed (the error also comes back from [`build_packages`]).
+    Failed { package: &'a str, error: &'a BuildError },
 }
 
 /// Builds the packages `which` with up to `jobs` builds at once, each as soon as its build
@@ -153,11 +155,15 @@ pub fn build_packages(
         });
         let origin = format!("{}:{}: package {}", stack.file, package.line, package.name);
         let result = build::build(store, &package.spec, &origin, options);
-        if let Ok(outcome) = &result {
-            report(BuildEvent::Finished {
+        match &result {
+            Ok(outcome) => report(BuildEvent::Finished {
                 package: &package.name,
                 outcome,
-            });
+            }),
+            Err(error) => report(BuildEvent::Failed {
+                package: &package.name,
+                error,
+            }),
         }
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.running -= 1;

@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::fs::{self, File, Permissions};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,6 +33,17 @@ pub fn export_tree(
     dest: &Path,
     times: ExportTimes,
 ) -> Result<(), TreeError> {
+    export_tree_with_progress(blobs, root, dest, times, &|_| {})
+}
+
+/// [`export_tree`], calling `progress` with the number of file bytes written as they are.
+pub fn export_tree_with_progress(
+    blobs: &dyn BlobService,
+    root: &Digest,
+    dest: &Path,
+    times: ExportTimes,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), TreeError> {
     let mut written = Written::default();
     create_dirs(blobs, root, dest, Mtime::UNRECORDED, &mut written)?;
     let recorded = times == ExportTimes::Recorded;
@@ -40,7 +51,7 @@ pub fn export_tree(
         .files
         .par_iter()
         .try_for_each(|(digest, path, executable, mtime)| {
-            write_file(blobs, digest, path, *executable)?;
+            write_file(blobs, digest, path, *executable, progress)?;
             if recorded {
                 set_mtime(path, *mtime).map_err(TreeError::io("set the mtime of", path))?;
             }
@@ -60,6 +71,24 @@ struct Written {
     files: Vec<(Digest, PathBuf, bool, Mtime)>,
     symlinks: Vec<(PathBuf, Mtime)>,
     dirs: Vec<(PathBuf, Mtime)>,
+}
+
+/// A writer that reports the bytes passing through it.
+struct Reporting<'a, W> {
+    inner: W,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+impl<W: Write> Write for Reporting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn create_dirs(
@@ -95,10 +124,13 @@ fn write_file(
     digest: &Digest,
     path: &Path,
     executable: bool,
+    progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(), TreeError> {
     let mut source = blobs.open(digest)?;
-    let mut out = File::create(path).map_err(TreeError::io("create", path))?;
+    let out = File::create(path).map_err(TreeError::io("create", path))?;
+    let mut out = Reporting { inner: out, progress };
     std::io::copy(&mut source, &mut out).map_err(TreeError::io("write", path))?;
+    let out = out.inner;
     let mode = if executable { 0o755 } else { 0o644 };
     out.set_permissions(Permissions::from_mode(mode))
         .map_err(TreeError::io("chmod", path))?;

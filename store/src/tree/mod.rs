@@ -33,7 +33,7 @@
 mod export;
 mod ingest;
 
-pub use export::{export_tree, set_mtime, ExportTimes};
+pub use export::{export_tree, export_tree_with_progress, set_mtime, ExportTimes};
 pub use ingest::{ingest_tree, IngestedObject, IngestedTree, MtimePolicy, ObjectKind};
 
 use std::io;
