@@ -324,11 +324,13 @@ for v in "${VARIANTS[@]}"; do
     R[d/$v]="$(median <<<"${DDR[$v]}")"
 done
 
-# Passthrough: hdist_fs logs "passthrough unavailable" (info) at the first open without it.
+# The daemon logs its open mode at start (info), and "passthrough unavailable" at the first
+# open where passthrough was wanted but refused.
 passthrough_note() { # STORE
-    local msg
-    msg="$(grep -ho 'passthrough unavailable.*' "$1"/logs/*.log 2>/dev/null | head -n1 || true)"
-    if [[ -n "$msg" ]]; then echo "no ($msg)"; else echo "yes (no 'passthrough unavailable' in the daemon log)"; fi
+    local mode msg
+    mode="$(grep -aho 'open mode: .*' "$1"/logs/*.log 2>/dev/null | head -n1 || true)"
+    msg="$(grep -aho 'passthrough unavailable.*' "$1"/logs/*.log 2>/dev/null | head -n1 || true)"
+    echo "${mode:-open mode not logged}${msg:+; $msg}"
 }
 PT_ROOT="$(passthrough_note "$STORE")"
 PT_USER="$(passthrough_note "$USTORE")"

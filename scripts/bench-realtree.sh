@@ -405,8 +405,10 @@ done
 LOAD_END="$(uptime)"
 MEASURE_END="$EPOCHREALTIME"
 
-# Passthrough: hdist_fs logs "passthrough unavailable" (info) at the first open without it.
-PT_MSG="$(grep -ho 'passthrough unavailable.*' "$STORE"/logs/*.log 2>/dev/null | head -n1 || true)"
+# The daemon logs its open mode at start (info), and "passthrough unavailable" at the first
+# open where passthrough was wanted but refused.
+OPEN_MODE="$(grep -aho 'open mode: .*' "$STORE"/logs/*.log 2>/dev/null | head -n1 || true)"
+PT_MSG="$(grep -aho 'passthrough unavailable.*' "$STORE"/logs/*.log 2>/dev/null | head -n1 || true)"
 
 # ----------------------------------------------------------------- report
 
@@ -443,11 +445,7 @@ report() {
     echo "Ratios in parentheses are setup / native: for times above 1 is slower, for (5) below 1"
     echo "is slower. Python ran with PYTHONDONTWRITEBYTECODE=1, so a stale .pyc is recompiled"
     echo "in memory on every run."
-    if [[ -n "$PT_MSG" ]]; then
-        echo "hdist passthrough: no ($PT_MSG)"
-    else
-        echo "hdist passthrough: yes (no 'passthrough unavailable' in the daemon log)"
-    fi
+    echo "hdist daemon: ${OPEN_MODE:-open mode not logged}${PT_MSG:+; $PT_MSG}${HDIST_FUSE_OPEN:+ (HDIST_FUSE_OPEN=$HDIST_FUSE_OPEN)}"
 }
 
 report | tee "$BENCH_OUT/results.md"

@@ -341,6 +341,16 @@ impl Filesystem for HdistFs {
         {
             self.passthrough.store(true, Ordering::Relaxed);
         }
+        log::info!(
+            "open mode: {}",
+            if self.no_open.load(Ordering::Relaxed) {
+                "zero-message open"
+            } else if self.passthrough.load(Ordering::Relaxed) {
+                "passthrough (if permitted at the first open)"
+            } else {
+                "plain open"
+            }
+        );
         if let Err(max) = config.set_max_readahead(1 << 20) {
             let _ = config.set_max_readahead(max);
         }
