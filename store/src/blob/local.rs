@@ -329,14 +329,25 @@ impl BlobService for LocalBlobService {
 
     fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
         let object = self.require(digest)?;
-        let file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
-        let mut tee = HashingWriter {
-            inner: Vec::new(),
-            hasher: DigestWriter::new(),
+        if object.stored_size > SMALL_OBJECT {
+            let file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
+            let mut tee = HashingWriter {
+                inner: Vec::new(),
+                hasher: DigestWriter::new(),
+            };
+            decode_into(&object, file, &mut tee)?;
+            check(&object, tee.hasher.finish())?;
+            return Ok(tee.inner);
+        }
+        // Trees and documents: a mount's first walk reads one per directory, so this path
+        // is kept to one read(2), and one decompression context per thread, reused.
+        let stored = fs::read(&object.path).map_err(BlobError::io("read", &object.path))?;
+        let raw = match object.codec {
+            Codec::Raw => stored,
+            Codec::Zstd => decompress_small(&object, &stored)?,
         };
-        decode_into(&object, file, &mut tee)?;
-        check(&object, tee.hasher.finish())?;
-        Ok(tee.inner)
+        check(&object, Digest::of(&raw))?;
+        Ok(raw)
     }
 
     fn open(&self, digest: &Digest) -> Result<File, BlobError> {
@@ -530,6 +541,46 @@ impl IngestBatch<'_> {
 
 fn pays(compressed: u64, raw: u64) -> bool {
     compressed < raw - raw / 32
+}
+
+/// Stored objects up to this size are read whole and decompressed in one call.
+const SMALL_OBJECT: u64 = 1 << 20;
+/// The most a small object may claim to expand to (its frame header is not trusted further).
+const SMALL_OBJECT_RAW_MAX: u64 = 64 << 20;
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses a small object's single zstd frame, sized by its header.
+fn decompress_small(object: &StoredObject, frame: &[u8]) -> Result<Vec<u8>, BlobError> {
+    let undecodable = |source: io::Error| BlobError::Undecodable {
+        digest: object.digest,
+        path: object.path.clone(),
+        source,
+    };
+    let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) if size <= SMALL_OBJECT_RAW_MAX => size as usize,
+        _ => {
+            return Err(undecodable(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "zstd frame header without a plausible content size",
+            )))
+        }
+    };
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let decompressor = match cell.as_mut() {
+            Some(decompressor) => decompressor,
+            None => cell.insert(zstd::bulk::Decompressor::new().map_err(undecodable)?),
+        };
+        let mut raw = Vec::with_capacity(size);
+        decompressor
+            .decompress_to_buffer(frame, &mut raw)
+            .map_err(undecodable)?;
+        Ok(raw)
+    })
 }
 
 /// Decodes a stored object into `out`, returning the raw size.
