@@ -161,7 +161,7 @@ impl Stack {
     /// Package indices in build order (each after its build dependencies; file order
     /// otherwise).
     pub fn build_order(&self) -> Vec<usize> {
-        // Iterative post-order depth-first search: a chain of thousands of packages would
+        // Iterative post-order depth-first search: a long enough chain of packages would
         // overflow the call stack of a recursive one.
         let mut seen = vec![false; self.packages.len()];
         let mut out = Vec::with_capacity(self.packages.len());
