@@ -5,6 +5,7 @@ mod util;
 mod build;
 mod cli;
 mod hashing;
+mod hostile;
 mod http_server;
 
 mod mount;

@@ -795,7 +795,7 @@ fn strip_python(s: &str) -> &str {
 
 /// `os.path.abspath` without the `getcwd`: drops `.` and resolves `..` lexically, like
 /// Hashdist's `chdir` (so `..` after a symlink goes back where the job came from).
-fn normalize(path: &Path) -> PathBuf {
+pub(crate) fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

@@ -15,6 +15,10 @@
 //! with a cleared environment, ingests the staging directory and registers the artifact with
 //! its spec and log in one step (the artifact document is the commit point). A failed build
 //! registers nothing; its directory is kept for inspection (`--keep-build error`, the default).
+//!
+//! A `sources[].target` must stay below `$BUILD`, a `files[].target` (after substitution)
+//! below `$BUILD` or `$ARTIFACT`, judged lexically once `..` is resolved; otherwise
+//! the build fails naming the spec, field and value, before anything is written.
 
 pub mod job;
 pub mod sandbox;
@@ -76,6 +80,22 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+}
+
+/// A `sources[].target` or `files[].target` resolves (after substitution, lexically) outside
+/// the directories a build may write; checked before anything is written. A `hit` failure,
+/// reported within [`BuildError::Failed`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{origin}: {field} {value:?} resolves to {resolved}, outside {allowed}; change the spec so \
+     that the target stays below it"
+)]
+struct TargetOutside {
+    origin: String,
+    field: String,
+    value: String,
+    resolved: PathBuf,
+    allowed: String,
 }
 
 fn io_err(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> BuildError {
@@ -225,7 +245,14 @@ pub fn build(
                 staging.clone()
             };
             let env = environment(spec, &build_dir, &artifact_path, &options.view);
-            run(store, spec, &build_dir, &log_path, env, options.verbose).map(|()| sandboxed)
+            let hits = BuildHits {
+                store,
+                spec,
+                origin,
+                build_dir: &build_dir,
+                artifact: &artifact_path,
+            };
+            run(&hits, &build_dir, &log_path, env, options.verbose).map(|()| sandboxed)
         })
         .join()
         .unwrap_or_else(|_| Err("the build thread panicked".to_string()))
@@ -311,8 +338,7 @@ fn environment(spec: &BuildSpec, build_dir: &Path, artifact: &Path, view: &Path)
 
 /// Runs the job, logging to `log_path`. Errors are returned as text for the report.
 fn run(
-    store: &Store,
-    spec: &BuildSpec,
+    hits: &BuildHits<'_>,
     build_dir: &Path,
     log_path: &Path,
     env: BTreeMap<String, String>,
@@ -320,15 +346,14 @@ fn run(
 ) -> Result<(), String> {
     let log = File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
     let mut log = io::BufWriter::new(log);
-    let hits = BuildHits { store, spec };
     let mut ctx = job::JobContext {
         env,
         cwd: build_dir.to_path_buf(),
         log: &mut log,
-        hits: &hits,
+        hits,
         verbose,
     };
-    let result = job::run_job(&spec.commands, &mut ctx).map_err(|e| e.to_string());
+    let result = job::run_job(&hits.spec.commands, &mut ctx).map_err(|e| e.to_string());
     let _ = log.flush();
     result
 }
@@ -345,6 +370,11 @@ fn tail_lines(path: &Path, count: usize) -> String {
 struct BuildHits<'a> {
     store: &'a Store,
     spec: &'a BuildSpec,
+    /// Where the spec came from, for errors.
+    origin: &'a str,
+    /// `$BUILD` and `$ARTIFACT` as the job started (the job may `set` them to anything).
+    build_dir: &'a Path,
+    artifact: &'a Path,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -371,13 +401,51 @@ impl job::HitRunner for BuildHits<'_> {
 }
 
 impl BuildHits<'_> {
+    /// `substituted` (the spec's `value` with its variables replaced) resolved against `cwd`,
+    /// or an error unless it lies below one of `allowed` (judged lexically: a link the job
+    /// made is its own business).
+    fn confined(
+        &self,
+        field: String,
+        value: &str,
+        substituted: &str,
+        cwd: &Path,
+        allowed: &[(&str, &Path)],
+    ) -> Result<PathBuf, TargetOutside> {
+        // The job's cwd is absolute; the store root (hence `$BUILD`) may not be.
+        let absolute =
+            |path: &Path| job::normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+        let resolved = absolute(&cwd.join(substituted));
+        if allowed.iter().any(|(_, dir)| resolved.starts_with(absolute(dir))) {
+            return Ok(resolved);
+        }
+        let allowed = allowed
+            .iter()
+            .map(|(name, dir)| format!("{name} ({})", dir.display()))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        Err(TargetOutside {
+            origin: self.origin.to_string(),
+            field,
+            value: value.to_string(),
+            resolved,
+            allowed,
+        })
+    }
+
     fn unpack_sources(&self, cwd: &Path) -> Result<(), job::HitError> {
-        for source in &self.spec.sources {
+        // Every target is checked before the first source is unpacked.
+        let mut dests = Vec::with_capacity(self.spec.sources.len());
+        for (i, source) in self.spec.sources.iter().enumerate() {
+            let field = format!("sources[{i}].target");
+            let target = &source.target;
+            dests.push(self.confined(field, target, target, cwd, &[("$BUILD", self.build_dir)])?);
+        }
+        for (source, dest) in self.spec.sources.iter().zip(dests) {
             let key: SourceKey = source
                 .key
                 .parse()
                 .map_err(|e| HitFailure(format!("source key {:?}: {e}", source.key)))?;
-            let dest = cwd.join(&source.target);
             let empty = fs::read_dir(&dest)
                 .map(|mut d| d.next().is_none())
                 .unwrap_or(true);
@@ -407,12 +475,19 @@ impl BuildHits<'_> {
 
     fn write_files(&self, env: &BTreeMap<String, String>, cwd: &Path) -> Result<(), job::HitError> {
         use std::os::unix::fs::PermissionsExt;
+        // Every target is checked before the first file is written.
+        let mut targets = Vec::with_capacity(self.spec.files.len());
         for (i, file) in self.spec.files.iter().enumerate() {
             let target = file
                 .get("target")
                 .and_then(|t| t.as_str())
                 .ok_or_else(|| HitFailure(format!("files[{i}].target: missing or not a string")))?;
-            let target = cwd.join(job::substitute(target, env)?);
+            let substituted = job::substitute(target, env)?;
+            let allowed = [("$BUILD", self.build_dir), ("$ARTIFACT", self.artifact)];
+            let field = format!("files[{i}].target");
+            targets.push(self.confined(field, target, &substituted, cwd, &allowed)?);
+        }
+        for ((i, file), target) in self.spec.files.iter().enumerate().zip(targets) {
             let contents =
                 match (file.get("text"), file.get("object")) {
                     (Some(serde_json::Value::Array(lines)), _) => {

@@ -23,7 +23,7 @@ use crate::hash::{hash_document, prune_nohash};
 pub struct SpecSource {
     /// Source key, e.g. `tar.gz:<hash>`.
     pub key: String,
-    /// Directory relative to `$BUILD` (default `.`).
+    /// Directory relative to `$BUILD` (default `.`); the build refuses one that climbs out.
     pub target: String,
 }
 

@@ -20,6 +20,12 @@
 //!   anything is extracted, an archive's single top-level directory is stripped, members that
 //!   would land outside the directory are refused ([`SourceError::Security`]), and the
 //!   directory receives entries only once everything succeeded.
+//! - Unpacking is bounded: the bytes written for one archive (counted as they are written,
+//!   never taken from headers) may not exceed `min(`[`MAX_UNPACKED_BYTES`]`, max(`
+//!   [`UNPACKED_BYTES_FLOOR`]`, `[`MAX_EXPANSION_RATIO`]` × the archive's size))`, else
+//!   [`SourceError::TooLarge`]; [`UNPACK_LIMIT_VAR`] in the environment replaces that rule by
+//!   a fixed number of bytes. Device nodes and FIFOs in an archive are refused
+//!   ([`SourceError::BadMember`]): a source tree holds only files, directories and links.
 
 mod fetch;
 mod files;
@@ -32,6 +38,7 @@ pub use fetch::{mirrors_from_env, FetchEvent, FetchRequest, Origin};
 pub use http::HttpOptions;
 pub use key::{ArchiveFormat, GitCommit, SourceKey, SourceType};
 pub use record::{list_sources, source_record, KeepPolicy, SourceContent, SourceRecord};
+pub use unpack::{MAX_EXPANSION_RATIO, MAX_UNPACKED_BYTES, UNPACKED_BYTES_FLOOR, UNPACK_LIMIT_VAR};
 
 use std::error::Error as StdError;
 use std::io;
@@ -118,6 +125,24 @@ pub enum SourceError {
         member: String,
         reason: String,
     },
+    /// The archive expands to more than it may (see [`MAX_UNPACKED_BYTES`]); nothing was
+    /// unpacked.
+    #[error(
+        "refusing to unpack {key}: it expands to more than {limit} bytes ({rule}); it may be a \
+         decompression bomb, nothing was unpacked (if the source is genuine, set \
+         {UNPACK_LIMIT_VAR}=BYTES to allow more)"
+    )]
+    TooLarge {
+        key: SourceKey,
+        limit: u64,
+        rule: String,
+    },
+    /// The unpack limit in the environment is not a number of bytes.
+    #[error(
+        "cannot unpack {key}: {UNPACK_LIMIT_VAR}={value:?} is not a number of bytes; unset it or \
+         give a plain integer"
+    )]
+    BadUnpackLimit { key: SourceKey, value: String },
     /// The archive does not decode (it was verified, so it was broken when fetched).
     #[error("cannot read the archive of {key}")]
     ArchiveRead {
@@ -229,7 +254,8 @@ pub fn has_source(store: &Store, key: &SourceKey) -> bool {
 /// # Errors
 /// [`SourceError::NotFound`], [`SourceError::DestinationExists`], [`SourceError::Security`]
 /// naming the offending member, [`SourceError::Blob`] for corrupt objects,
-/// [`SourceError::ContentMismatch`], [`SourceError::ArchiveRead`], I/O errors.
+/// [`SourceError::ContentMismatch`], [`SourceError::ArchiveRead`], [`SourceError::TooLarge`]
+/// for an archive that expands past its limit, I/O errors.
 pub fn unpack_source(store: &Store, key: &SourceKey, dest: &Path) -> Result<(), SourceError> {
     unpack::unpack(store, key, dest)
 }

@@ -12,6 +12,15 @@
 //! directory created by this extraction, files are created with `O_EXCL`, and hard links must
 //! point at a regular file extracted earlier. Anything that would land outside the staging
 //! root is refused with [`SourceError::Security`] naming the member.
+//!
+//! An archive may not expand without bound (a few megabytes of gzip can hold terabytes of
+//! zeros). The bytes written are counted as they are written, never trusted from headers,
+//! and extraction stops at the first byte past
+//! `min(MAX_UNPACKED_BYTES, max(UNPACKED_BYTES_FLOOR, MAX_EXPANSION_RATIO × archive size))`
+//! with [`SourceError::TooLarge`]; the staging directory is then removed, so the destination
+//! never sees any of it. Real sources stay far below: compilers and kernels expand about 10×.
+//! [`UNPACK_LIMIT_VAR`] replaces the rule by a fixed number of bytes, for a genuine outlier.
+//! Device nodes and FIFOs are refused: a source tree has no use for them.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -26,6 +35,39 @@ use super::{files, ArchiveFormat, SourceError, SourceKey};
 use crate::blob::BlobService;
 use crate::tree;
 use crate::Store;
+
+/// No archive unpacks to more bytes than this, whatever its size.
+pub const MAX_UNPACKED_BYTES: u64 = 16 << 30;
+/// An archive may expand to this many times its own size…
+pub const MAX_EXPANSION_RATIO: u64 = 100;
+/// …but any archive may expand to this much (small archives of text compress well).
+pub const UNPACKED_BYTES_FLOOR: u64 = 256 << 20;
+/// The environment variable that, set to a number of bytes, replaces the rule above.
+pub const UNPACK_LIMIT_VAR: &str = "HDIST_MAX_UNPACKED_BYTES";
+
+/// How many bytes an archive of `archive_bytes` may unpack to, and the rule that said so
+/// (for the error message).
+pub(crate) fn unpack_limit(key: &SourceKey, archive_bytes: u64) -> Result<(u64, String), SourceError> {
+    if let Some(value) = std::env::var_os(UNPACK_LIMIT_VAR) {
+        let value = value.to_string_lossy().into_owned();
+        return match value.trim().parse::<u64>() {
+            Ok(limit) => Ok((limit, format!("set by {UNPACK_LIMIT_VAR}"))),
+            Err(_) => Err(SourceError::BadUnpackLimit { key: *key, value }),
+        };
+    }
+    Ok((
+        default_unpack_limit(archive_bytes),
+        format!(
+            "the limit for a {archive_bytes}-byte archive: {MAX_EXPANSION_RATIO} times its size, \
+             at least {UNPACKED_BYTES_FLOOR} and at most {MAX_UNPACKED_BYTES} bytes"
+        ),
+    ))
+}
+
+fn default_unpack_limit(archive_bytes: u64) -> u64 {
+    let by_ratio = archive_bytes.saturating_mul(MAX_EXPANSION_RATIO);
+    by_ratio.clamp(UNPACKED_BYTES_FLOOR, MAX_UNPACKED_BYTES)
+}
 
 /// See [`super::unpack_source`].
 pub(crate) fn unpack(store: &Store, key: &SourceKey, dest: &Path) -> Result<(), SourceError> {
@@ -45,7 +87,12 @@ pub(crate) fn unpack(store: &Store, key: &SourceKey, dest: &Path) -> Result<(), 
             // `open` hands out the content only after hashing it against the blob digest,
             // so a corrupt object fails here, before anything is extracted.
             let file = blobs.open(&blob)?;
-            extract_archive(*format, file, key, &root)?;
+            let archive_bytes = file
+                .metadata()
+                .map_err(SourceError::io("stat the archive of", key.to_string()))?
+                .len();
+            let limit = unpack_limit(key, archive_bytes)?;
+            extract_archive(*format, file, key, &root, limit)?;
             single_top_dir(&root)?
         }
         (SourceKey::Files { digest }, SourceContent::Tree(tree_digest)) => {
@@ -113,12 +160,14 @@ pub(crate) fn staging_dir(dest: &Path) -> Result<tempfile::TempDir, SourceError>
         .map_err(SourceError::io("create a staging directory in", &parent))
 }
 
-/// Extracts an archive into `root` (which must not exist).
+/// Extracts an archive into `root` (which must not exist), writing at most `limit.0` bytes of
+/// content (`limit.1` says why, for the error).
 pub(crate) fn extract_archive(
     format: ArchiveFormat,
     file: File,
     key: &SourceKey,
     root: &Path,
+    limit: (u64, String),
 ) -> Result<(), SourceError> {
     fs::create_dir(root).map_err(SourceError::io("create directory", root))?;
     fs::set_permissions(root, Permissions::from_mode(0o755)).map_err(SourceError::io("chmod", root))?;
@@ -126,6 +175,8 @@ pub(crate) fn extract_archive(
         key: *key,
         root: root.to_path_buf(),
         dirs: Vec::new(),
+        written: 0,
+        limit,
     };
     let reader = BufReader::with_capacity(1 << 20, file);
     match format {
@@ -214,6 +265,21 @@ fn extract_tar(reader: impl Read, x: &mut Extractor) -> Result<(), SourceError> 
             }
             // Metadata for the whole archive (e.g. the commit id `git archive` writes).
             T::XGlobalHeader => {}
+            // Creating one needs privileges and gives builds a way to reach the host's
+            // devices; no honest source ships one.
+            T::Char | T::Block | T::Fifo => {
+                return Err(x.bad(
+                    &member,
+                    format!(
+                        "is a {}, which has no place in a source tree; remove it from the archive",
+                        match kind {
+                            T::Char => "character device",
+                            T::Block => "block device",
+                            _ => "FIFO",
+                        }
+                    ),
+                ))
+            }
             other => log::warn!(
                 "{}: skipping member {member:?}: a {other:?} entry has no place in a source tree",
                 x.key
@@ -335,6 +401,9 @@ struct Extractor {
     /// Directories with their archive mode and time, applied at the end (a read-only
     /// directory could not be filled, and filling one changes its time).
     dirs: Vec<(PathBuf, Option<u32>, Option<SystemTime>)>,
+    /// Content bytes written so far, and the most that may be (with the rule that set it).
+    written: u64,
+    limit: (u64, String),
 }
 
 impl Extractor {
@@ -446,6 +515,16 @@ impl Extractor {
                     })
                 }
             };
+            // Checked before writing: the limit holds for what reaches the disk, whatever the
+            // headers announced.
+            self.written += n as u64;
+            if self.written > self.limit.0 {
+                return Err(SourceError::TooLarge {
+                    key: self.key,
+                    limit: self.limit.0,
+                    rule: self.limit.1.clone(),
+                });
+            }
             out.write_all(&buf[..n])
                 .map_err(SourceError::io("write", &path))?;
         }
@@ -564,13 +643,92 @@ mod tests {
     }
 
     fn extract(bytes: &[u8], format: ArchiveFormat) -> (tempfile::TempDir, Result<PathBuf, SourceError>) {
+        extract_with_limit(bytes, format, default_unpack_limit(bytes.len() as u64))
+    }
+
+    fn extract_with_limit(
+        bytes: &[u8],
+        format: ArchiveFormat,
+        limit: u64,
+    ) -> (tempfile::TempDir, Result<PathBuf, SourceError>) {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("archive");
         fs::write(&archive, bytes).unwrap();
         let root = dir.path().join("root");
-        let result = extract_archive(format, File::open(&archive).unwrap(), &key(), &root)
+        let limit = (limit, "the test's limit".to_string());
+        let result = extract_archive(format, File::open(&archive).unwrap(), &key(), &root, limit)
             .and_then(|()| single_top_dir(&root));
         (dir, result)
+    }
+
+    /// Sum of the sizes of the regular files below `dir`.
+    fn bytes_under(dir: &Path) -> u64 {
+        let mut total = 0;
+        for entry in fs::read_dir(dir).unwrap() {
+            let meta = fs::symlink_metadata(entry.as_ref().unwrap().path()).unwrap();
+            total += if meta.is_dir() {
+                bytes_under(&entry.unwrap().path())
+            } else {
+                meta.len()
+            };
+        }
+        total
+    }
+
+    #[test]
+    fn expansion_stops_at_the_limit() {
+        const MIB: usize = 1 << 20;
+        let zeros = vec![0u8; 8 * MIB];
+        let bytes = tar_gz(&[
+            (b"bomb/small", T::Regular, b"fine", b""),
+            (b"bomb/zeros", T::Regular, &zeros, b""),
+        ]);
+        assert!(bytes.len() < 64 << 10, "{} bytes", bytes.len());
+        let (dir, result) = extract_with_limit(&bytes, ArchiveFormat::TarGz, MIB as u64);
+        match result {
+            Err(SourceError::TooLarge { limit, ref rule, .. }) => {
+                assert_eq!(limit, MIB as u64);
+                assert_eq!(rule, "the test's limit");
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        let message = result.unwrap_err().to_string();
+        assert!(message.contains(&key().to_string()), "{message}");
+        assert!(message.contains(UNPACK_LIMIT_VAR), "{message}");
+        // Stopped while streaming, not after writing everything.
+        let written = bytes_under(&dir.path().join("root"));
+        assert!(written <= MIB as u64, "{written} bytes written");
+        // The same archive within its limit unpacks whole.
+        let (_dir, result) = extract_with_limit(&bytes, ArchiveFormat::TarGz, 9 * MIB as u64);
+        assert_eq!(
+            fs::metadata(result.unwrap().join("zeros")).unwrap().len(),
+            8 * MIB as u64
+        );
+    }
+
+    #[test]
+    fn default_limit_rule() {
+        assert_eq!(default_unpack_limit(0), UNPACKED_BYTES_FLOOR);
+        // The 2 MB gzip that held a 2 GiB file.
+        assert_eq!(default_unpack_limit(2_000_000), UNPACKED_BYTES_FLOOR);
+        assert_eq!(default_unpack_limit(100 << 20), 100 * (100 << 20));
+        assert_eq!(default_unpack_limit(1 << 30), MAX_UNPACKED_BYTES);
+        assert_eq!(default_unpack_limit(u64::MAX), MAX_UNPACKED_BYTES);
+    }
+
+    #[test]
+    fn refuses_devices_and_fifos() {
+        for kind in [T::Char, T::Block, T::Fifo] {
+            let bytes = tar_gz(&[(b"pkg/ok", T::Regular, b"1", b""), (b"pkg/dev", kind, b"", b"")]);
+            let (_dir, result) = extract(&bytes, ArchiveFormat::TarGz);
+            match result {
+                Err(SourceError::BadMember { member, reason, .. }) => {
+                    assert_eq!(member, "pkg/dev");
+                    assert!(reason.contains("has no place in a source tree"), "{reason}");
+                }
+                other => panic!("{kind:?}: expected BadMember, got {other:?}"),
+            }
+        }
     }
 
     use tar::EntryType as T;

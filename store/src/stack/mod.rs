@@ -161,20 +161,29 @@ impl Stack {
     /// Package indices in build order (each after its build dependencies; file order
     /// otherwise).
     pub fn build_order(&self) -> Vec<usize> {
-        fn visit(stack: &Stack, i: usize, seen: &mut [bool], out: &mut Vec<usize>) {
-            if seen[i] {
-                return;
-            }
-            seen[i] = true;
-            for &d in &stack.packages[i].build_deps {
-                visit(stack, d, seen, out);
-            }
-            out.push(i);
-        }
+        // Iterative post-order depth-first search: a long enough chain of packages would
+        // overflow the call stack of a recursive one.
         let mut seen = vec![false; self.packages.len()];
         let mut out = Vec::with_capacity(self.packages.len());
-        for i in 0..self.packages.len() {
-            visit(self, i, &mut seen, &mut out);
+        for root in 0..self.packages.len() {
+            if std::mem::replace(&mut seen[root], true) {
+                continue;
+            }
+            let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+            while let Some((node, next)) = path.last_mut() {
+                match self.packages[*node].build_deps.get(*next) {
+                    Some(&dep) => {
+                        *next += 1;
+                        if !std::mem::replace(&mut seen[dep], true) {
+                            path.push((dep, 0));
+                        }
+                    }
+                    None => {
+                        out.push(*node);
+                        path.pop();
+                    }
+                }
+            }
         }
         out
     }

@@ -4,7 +4,7 @@
 //! duplicate packages, unknown dependencies, build-dependency cycles, source keys and the
 //! generated build specs. Each error carries the position of the offending value.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 use std::path::Path;
 
@@ -110,7 +110,7 @@ pub fn read(path: &Path) -> Result<Stack, StackError> {
 /// # Errors
 /// [`StackError::Invalid`] with the position of the first problem found.
 pub fn parse(file: &str, text: &str, base: &Path) -> Result<Stack, StackError> {
-    let cx = Cx { file, text };
+    let cx = Cx::new(file, text);
     let raw: RawStack = toml::from_str(text).map_err(|e| {
         // toml's own message repeats the position and quotes the line; keep only the message.
         cx.err(e.span().unwrap_or(0..0), e.message().trim_end().to_string())
@@ -208,8 +208,11 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Stack, StackError> {
                 (reference(&spec.name), spec)
             })
             .collect();
+        // The first earlier import with each reference, so a clash names the first one.
+        let mut first_with: HashMap<&str, usize> = HashMap::with_capacity(imports.len());
         for (k, (r, _)) in imports.iter().enumerate() {
-            if let Some(other) = imports[..k].iter().find(|(o, _)| o == r) {
+            if let Some(&first) = first_with.get(r.as_str()) {
+                let other = &imports[first];
                 return Err(cx.err(
                     package.build_deps[k].span(),
                     format!(
@@ -220,6 +223,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Stack, StackError> {
                     ),
                 ));
             }
+            first_with.insert(r, k);
         }
         sources[i] = package_sources(&cx, package, base)?;
         let document = spec_document(&cx, package, &sources[i], &imports)?;
@@ -270,18 +274,32 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Stack, StackError> {
 struct Cx<'a> {
     file: &'a str,
     text: &'a str,
+    /// Byte offset of the start of each line: positions are asked for every package, and
+    /// counting lines from the top each time made parsing quadratic.
+    line_starts: Vec<usize>,
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    fn new(file: &'a str, text: &'a str) -> Cx<'a> {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        Cx {
+            file,
+            text,
+            line_starts,
+        }
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     fn position(&self, offset: usize) -> (usize, usize) {
         let mut offset = offset.min(self.text.len());
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        // Lines starting at or before the offset; the first always does.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let column = self.text[self.line_starts[line - 1]..offset].chars().count() + 1;
         (line, column)
     }
 
@@ -648,6 +666,32 @@ in_profile = false
         // Changing zlib changes minigzip's id.
         let changed = parse_ok(&text.replace("in_profile = false", "configure_flags = [\"--static\"]"));
         assert_ne!(changed.package("minigzip").unwrap().spec.id, minigzip.spec.id);
+    }
+
+    /// 20k packages in a chain (each also depends on the one at half its index, so some
+    /// are imported thousands of times). Parsing was quadratic: a minute in a debug build.
+    #[test]
+    fn large_stacks_parse_in_linear_time() {
+        const PACKAGES: usize = 20_000;
+        let mut text = String::new();
+        for i in 0..PACKAGES {
+            text.push_str(&format!("[[package]]\nname = \"p{i}\"\nbuild = []\n"));
+            match i {
+                0 => {}
+                1 | 2 => text.push_str(&format!("build_deps = [\"p{}\"]\n", i - 1)),
+                _ => text.push_str(&format!("build_deps = [\"p{}\", \"p{}\"]\n", i - 1, i / 2)),
+            }
+        }
+        let start = std::time::Instant::now();
+        let stack = parse_ok(&text);
+        let elapsed = start.elapsed();
+        eprintln!("parsed {PACKAGES} packages in {elapsed:?}");
+        assert_eq!(stack.packages.len(), PACKAGES);
+        assert_eq!(stack.packages[PACKAGES - 1].line, 4 * (PACKAGES - 1) + 1);
+        let order = stack.build_order();
+        assert_eq!(order, (0..PACKAGES).collect::<Vec<_>>());
+        // Generous for a debug build on a loaded machine; linear parsing takes about a second.
+        assert!(elapsed < std::time::Duration::from_secs(10), "{elapsed:?}");
     }
 
     #[test]
