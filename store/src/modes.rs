@@ -72,3 +72,21 @@ pub fn create_new_lock(path: &Path) -> io::Result<File> {
         .mode(LOCK_FILE)
         .open(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_files_are_private_even_when_an_older_version_left_them_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.lock");
+        open_lock(&fresh).unwrap();
+        assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o777, LOCK_FILE);
+        let old = dir.path().join("old.lock");
+        fs::write(&old, b"").unwrap();
+        fs::set_permissions(&old, fs::Permissions::from_mode(0o644)).unwrap();
+        open_lock(&old).unwrap();
+        assert_eq!(fs::metadata(&old).unwrap().mode() & 0o777, LOCK_FILE);
+    }
+}
