@@ -298,14 +298,16 @@ fn daemonise(
     args: &MountArgs,
     dir: &Path,
 ) -> Result<ExitCode> {
-    std::fs::create_dir_all(logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    // Inside the store (or the remote cache): its modes, not the umask's.
+    hdist_store::modes::create_dir_all(logs, hdist_store::modes::SHARED_DIR)
+        .with_context(|| format!("cannot create {}", logs.display()))?;
     let dir = std::fs::canonicalize(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let log_path = logs.join(format!(
         "mount-{}.log",
         hdist_store::hash::Digest::of(dir.as_os_str().as_encoded_bytes()).short()
     ));
-    let log =
-        std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let log = hdist_store::modes::create_file(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the hdist executable")?;
     let mut command = Command::new(exe);
     if let Some(store) = store {

@@ -11,6 +11,7 @@ mod http_server;
 mod mount;
 mod mtime;
 mod profile;
+mod reliability;
 mod remote;
 mod source;
 mod stack;

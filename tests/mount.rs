@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    corpus, fuse_available, hdist_bin, is_mounted, mount, run_ok, sample_tree, snapshot, stderr, wait_for,
-    MountGuard, TestStore,
+    corpus, ensure_test_user, fuse_available, hdist_bin, is_mounted, mount, run_ok, sample_tree, snapshot,
+    stderr, wait_for, MountGuard, TestStore,
 };
 
 /// A store with the sample tree as artifact `sample` and a profile `p` of it.
@@ -441,10 +441,7 @@ fn non_root_user_mounts_through_fusermount3() {
         eprintln!("skipping: needs root to create the test user");
         return;
     }
-    let user = "hdisttest";
-    if Command::new("id").arg(user).output().unwrap().status.code() != Some(0) {
-        run_ok(Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", user]));
-    }
+    let user = ensure_test_user();
     // Debian's default is 0666; these machines ship /dev/fuse as 0600.
     fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(0o666)).unwrap();
     let base = tempfile::Builder::new()

@@ -221,6 +221,15 @@ pub fn is_mounted(dir: &Path) -> bool {
     text.lines().any(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
 }
 
+/// The unprivileged local user the tests run things as (created on first use; needs root).
+pub fn ensure_test_user() -> &'static str {
+    let user = "hdisttest";
+    if Command::new("id").arg(user).output().unwrap().status.code() != Some(0) {
+        run_ok(Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", user]));
+    }
+    user
+}
+
 /// Waits until `cond` holds or the timeout passes.
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

@@ -4,7 +4,10 @@
 //! The index is never the only copy of anything: `hdist store reindex` rebuilds it from
 //! `objects/` and `artifacts/`. It runs in WAL mode so readers never block the writer, and every
 //! multi-row change is one transaction. Several processes may use it at once; SQLite's locking
-//! plus a busy timeout serialises their writes.
+//! plus a bounded busy timeout ([`BUSY_TIMEOUT`]) serialises their writes. Creating the file,
+//! the switch to WAL and migrations are not safe against concurrent openers on their own (the
+//! journal-mode switch can fail with "database is locked" without waiting): [`Index::open`]
+//! relies on its caller to serialise them, which [`crate::store::Store::open`] does.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -15,6 +18,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::artifact::{ArtifactId, ArtifactRecord};
 use crate::hash::Digest;
 use crate::tree::{IngestedObject, ObjectKind};
+
+/// How long a statement waits for another process's write lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Schema migrations; the index's `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -102,14 +108,15 @@ pub struct Index {
 }
 
 impl Index {
-    /// Opens the index at `path`, creating it and applying migrations as needed.
+    /// Opens the index at `path`, creating it and applying migrations as needed. Concurrent
+    /// first opens must be serialised by the caller (see the module docs).
     pub fn open(path: &Path) -> Result<Index, IndexError> {
         let err = |source| IndexError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
         let mut conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(60)).map_err(err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         let version: i64 = conn

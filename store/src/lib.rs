@@ -11,6 +11,7 @@ pub mod gc;
 pub mod glob;
 pub mod hash;
 pub mod index;
+pub mod modes;
 pub mod profile;
 pub mod remote;
 pub mod scratch;

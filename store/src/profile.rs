@@ -181,13 +181,15 @@ impl Store {
             .collect();
         self.index().record(&indexed, None)?;
         let dir = self.profile_dir(name);
-        fs::create_dir_all(&dir).map_err(StoreError::io("create directory", &dir))?;
+        crate::modes::create_dir_all(&dir, crate::modes::SHARED_DIR)
+            .map_err(StoreError::io("create directory", &dir))?;
         let mut number = self.generations(name)?.last().map(|g| g.number).unwrap_or(0) + 1;
         // O_EXCL on the generation file: two concurrent creators get distinct numbers.
         loop {
             let path = dir.join(number.to_string());
             let tmp = self.scratch().fresh_path("generation");
-            fs::write(&tmp, format!("{}\n", outcome.digest)).map_err(StoreError::io("write", &tmp))?;
+            crate::modes::write_file(&tmp, format!("{}\n", outcome.digest).as_bytes())
+                .map_err(StoreError::io("write", &tmp))?;
             fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())
                 .map_err(StoreError::io("sync", &tmp))?;

@@ -19,6 +19,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::modes;
+
 /// Subdirectories of a scratch directory (see the module docs).
 const LANES: u64 = 8;
 
@@ -35,20 +37,20 @@ pub struct Scratch {
 impl Scratch {
     /// Creates a fresh scratch directory under `tmp_root` and sweeps orphans of dead processes.
     pub fn create(tmp_root: &Path) -> io::Result<Scratch> {
-        fs::create_dir_all(tmp_root)?;
+        modes::create_dir_all(tmp_root, modes::PRIVATE_DIR)?;
         sweep_orphans(tmp_root);
         let token = random_token();
         let lock_path = tmp_root.join(format!("{token}.lock"));
         // Locked under a name the sweep ignores, then renamed: a sweep running at the same
         // moment never sees this lock file unlocked.
         let pending = tmp_root.join(format!("{token}.locking"));
-        let lock = OpenOptions::new().create_new(true).write(true).open(&pending)?;
+        let lock = modes::create_new_lock(&pending)?;
         lock.try_lock().map_err(io::Error::other)?;
         fs::rename(&pending, &lock_path)?;
         let dir = tmp_root.join(&token);
-        fs::create_dir(&dir)?;
+        modes::create_dir(&dir, modes::PRIVATE_DIR)?;
         for lane in 0..LANES {
-            fs::create_dir(dir.join(lane.to_string()))?;
+            modes::create_dir(&dir.join(lane.to_string()), modes::PRIVATE_DIR)?;
         }
         Ok(Scratch {
             dir,
@@ -81,12 +83,12 @@ impl Scratch {
     /// Writes `bytes` to `dest` durably: temp file, fsync, rename, fsync of the parent.
     pub fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> io::Result<()> {
         let tmp = self.fresh_path("atomic");
-        let mut file = File::create(&tmp)?;
+        let mut file = modes::create_file(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent)?;
+            modes::create_dir_all(parent, modes::SHARED_DIR)?;
         }
         fs::rename(&tmp, dest)?;
         fsync_dir(dest.parent().unwrap_or(Path::new(".")))

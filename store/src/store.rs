@@ -7,8 +7,24 @@
 //! ├── profiles/<name>/…               profile generations (see `profile`)
 //! ├── cache/blobs/                    decompressed verified copies for open/mmap/passthrough
 //! ├── tmp/                            per-process scratch (swept when its process is gone)
+//! ├── gc.lock                         shared by writers, exclusive for GC
+//! ├── init.lock                       serialises creation and index migration
 //! └── index.sqlite                    derived index (WAL); `hdist store reindex` rebuilds it
 //! ```
+//!
+//! Modes are the store's own, whatever the umask (see [`crate::modes`]): directories 0755,
+//! `tmp/` and the scratch directories in it 0700, objects (0444 once linked), documents,
+//! profile data and the index 0644 (SQLite's default), lock files 0600, so no other user can
+//! write to the store or `flock` one of its locks to stall writers and GC. A stricter umask
+//! narrows these further.
+//!
+//! Concurrency of creation: any number of processes may open a store that does not exist yet.
+//! [`Store::open`] creates the directory, then takes `init.lock` exclusively while it creates
+//! the subdirectories and opens the index, so exactly one process creates the SQLite file,
+//! switches it to WAL and applies the migrations while the others wait (on the `flock`, not on
+//! SQLite, whose journal-mode switch can report "database is locked" without waiting). Once
+//! open, index writers wait for each other through SQLite's busy timeout (bounded; see
+//! [`crate::index`]).
 //!
 //! Ingest order: objects (scratch → syncfs → rename → syncfs), then the artifact document
 //! (temp → fsync → rename → fsync dir), then the index row. A crash before the document leaves
@@ -26,6 +42,7 @@ use crate::artifact::{check_version, ArtifactId, ArtifactRecord, IdError};
 use crate::blob::{BlobError, BlobService, LocalBlobService};
 use crate::hash::{hash_document, Digest, HashError};
 use crate::index::{Index, IndexError, IndexTotals};
+use crate::modes;
 use crate::scratch::Scratch;
 use crate::suggest::DidYouMean;
 use crate::tree::{self, IngestedObject, Node, ObjectKind, Tree, TreeError};
@@ -144,16 +161,23 @@ pub struct Store {
 impl Store {
     /// Opens the store at `root`, initialising it on first use.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        fs::create_dir_all(root).map_err(StoreError::io("create store directory", root))?;
-        for sub in ["artifacts", "profiles"] {
-            let dir = root.join(sub);
-            fs::create_dir_all(&dir).map_err(StoreError::io("create directory", &dir))?;
-        }
+        modes::create_dir_all(root, modes::SHARED_DIR)
+            .map_err(StoreError::io("create store directory", root))?;
         let tmp = root.join("tmp");
         let scratch =
             Arc::new(Scratch::create(&tmp).map_err(StoreError::io("create scratch space in", &tmp))?);
+        // Held until the index is open: see "Concurrency of creation" in the module docs.
+        let init_path = root.join("init.lock");
+        let init_lock = modes::open_lock(&init_path).map_err(StoreError::io("open", &init_path))?;
+        init_lock.lock().map_err(StoreError::io("lock", &init_path))?;
+        for sub in ["artifacts", "profiles"] {
+            let dir = root.join(sub);
+            modes::create_dir_all(&dir, modes::SHARED_DIR)
+                .map_err(StoreError::io("create directory", &dir))?;
+        }
         let blobs = Arc::new(LocalBlobService::open(root, scratch.clone())?);
         let index = Index::open(&root.join("index.sqlite"))?;
+        drop(init_lock);
         Ok(Store {
             root: root.to_path_buf(),
             scratch,
@@ -184,12 +208,7 @@ impl Store {
 
     fn gc_lock(&self, exclusive: bool) -> Result<fs::File, StoreError> {
         let path = self.root.join("gc.lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(StoreError::io("open", &path))?;
+        let file = modes::open_lock(&path).map_err(StoreError::io("open", &path))?;
         let locked = if exclusive {
             file.lock()
         } else {

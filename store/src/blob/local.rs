@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::{BlobError, BlobService, Codec};
 use crate::hash::{Digest, DigestWriter};
+use crate::modes;
 use crate::scratch::{syncfs, Scratch};
 
 /// Files up to this size are hashed and compressed in memory in one go.
@@ -80,14 +81,14 @@ impl LocalBlobService {
         let objects = root.join("objects");
         let cache = root.join("cache").join("blobs");
         for dir in [&objects, &cache] {
-            fs::create_dir_all(dir).map_err(BlobError::io("create directory", dir))?;
+            modes::create_dir_all(dir, modes::SHARED_DIR).map_err(BlobError::io("create directory", dir))?;
         }
         // All 256 fan-out directories exist from the start, so adding an object never has to
         // create one (a mkdir per object was a third of an ingest's system time).
         if !objects.join("ff").is_dir() {
             for byte in 0..=255u8 {
                 let fanout = objects.join(format!("{byte:02x}"));
-                match fs::create_dir(&fanout) {
+                match modes::create_dir(&fanout, modes::SHARED_DIR) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(BlobError::io("create directory", &fanout)(e)),
@@ -291,7 +292,7 @@ impl LocalBlobService {
     fn materialize(&self, object: &StoredObject, dest: &Path) -> Result<u64, BlobError> {
         let tmp = self.scratch.fresh_path("cache");
         let source = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
-        let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let mut out = modes::create_file(&tmp).map_err(BlobError::io("create", &tmp))?;
         let mut tee = HashingWriter {
             inner: &mut out,
             hasher: DigestWriter::new(),
@@ -305,7 +306,8 @@ impl LocalBlobService {
         let size = decoded.map_err(cleanup)?;
         check(object, actual).map_err(cleanup)?;
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(BlobError::io("create directory", parent))?;
+            modes::create_dir_all(parent, modes::SHARED_DIR)
+                .map_err(BlobError::io("create directory", parent))?;
         }
         fs::rename(&tmp, dest).map_err(BlobError::io("rename into place", dest))?;
         Ok(size)
@@ -420,7 +422,7 @@ impl IngestBatch<'_> {
             (Codec::Raw, data)
         };
         let tmp = self.blobs.scratch.fresh_path("obj");
-        fs::write(&tmp, bytes).map_err(BlobError::io("write", &tmp))?;
+        modes::write_file(&tmp, bytes).map_err(BlobError::io("write", &tmp))?;
         Ok(self.stage(digest, data.len() as u64, codec, tmp, bytes.len() as u64))
     }
 
@@ -440,7 +442,7 @@ impl IngestBatch<'_> {
     /// the stored bytes are exactly the hashed bytes even if the file changes meanwhile.
     fn put_large(&self, path: &Path, file: File) -> Result<PutOutcome, BlobError> {
         let tmp = self.blobs.scratch.fresh_path("obj");
-        let out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let out = modes::create_file(&tmp).map_err(BlobError::io("create", &tmp))?;
         let result = (|| {
             let mut encoder = zstd::stream::Encoder::new(out, ZSTD_LEVEL)?;
             encoder.include_contentsize(true)?;
@@ -471,7 +473,7 @@ impl IngestBatch<'_> {
         // Compression did not pay: store the raw bytes, re-checking that they are the same.
         let _ = fs::remove_file(&tmp);
         let mut source = File::open(path).map_err(BlobError::io("open", path))?;
-        let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let mut out = modes::create_file(&tmp).map_err(BlobError::io("create", &tmp))?;
         let mut tee = HashingWriter {
             inner: &mut out,
             hasher: DigestWriter::new(),

@@ -25,7 +25,7 @@ pub mod sandbox;
 pub mod spec;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -170,14 +170,10 @@ pub fn build(
         return Ok(BuildOutcome::Cached(record));
     }
     let locks = store.root().join("locks");
-    fs::create_dir_all(&locks).map_err(io_err("create directory", &locks))?;
+    crate::modes::create_dir_all(&locks, crate::modes::PRIVATE_DIR)
+        .map_err(io_err("create directory", &locks))?;
     let lock_path = locks.join(format!("{}-{}.lock", spec.id.name(), spec.id.hash()));
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err("open", &lock_path))?;
+    let lock = crate::modes::open_lock(&lock_path).map_err(io_err("open", &lock_path))?;
     lock.lock().map_err(io_err("lock", &lock_path))?;
     // Shared GC lock until the artifact is registered: GC cannot sweep the imports, the
     // sources found present or the objects this build commits before they are referenced.
