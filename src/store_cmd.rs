@@ -47,11 +47,16 @@ pub enum StoreCommand {
         #[arg(long, value_enum, default_value = "keep")]
         mtime: MtimeArg,
     },
-    /// Re-hash every object; exit 1 if anything is corrupt or missing.
+    /// Re-hash every object and check every artifact document, profile generation and source
+    /// document on disk, and the index against them; exit 1 on any problem.
     Verify {
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Remove what cannot be completed (broken artifacts and source documents, damaged
+        /// documents, corrupt object files), reindex, and say what was removed.
+        #[arg(long)]
+        repair: bool,
     },
     /// Object counts, sizes, dedup and compression ratios.
     Stats {
@@ -59,7 +64,8 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Rebuild the index from the objects and artifact documents.
+    /// Rebuild the index from the objects and artifact documents (a damaged index file is
+    /// moved aside first).
     Reindex,
     /// Keep an artifact through GC even if no profile uses it.
     Pin { id: String },
@@ -128,6 +134,9 @@ pub fn hash(args: &HashArgs) -> Result<ExitCode> {
 }
 
 pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
+    if let StoreCommand::Reindex = command {
+        return reindex(globals);
+    }
     let store = globals.open_store()?;
     match command {
         StoreCommand::Add {
@@ -173,26 +182,41 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        StoreCommand::Verify { json } => {
+        StoreCommand::Verify { json, repair } => {
             let total = store.totals()?.stored_bytes;
             let bar = bytes_bar(total, "verify", globals.quiet);
-            let report = store.verify(&|bytes| bar.inc(bytes))?;
+            let report = store.verify_store(repair, &|bytes| bar.inc(bytes))?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                for (digest, why) in &report.corrupt {
-                    println!("corrupt {digest}: {why}");
+                for problem in &report.problems {
+                    println!("{problem}");
                 }
-                for (digest, what) in &report.missing {
-                    println!("missing {digest}: {what}");
+                for line in &report.repaired {
+                    println!("{line}");
                 }
                 if !globals.quiet {
+                    for note in &report.notes {
+                        eprintln!("note: {note}");
+                    }
+                    let left = if report.is_clean() {
+                        String::new()
+                    } else if report.repaired.is_empty() {
+                        "; `hdist store verify --repair` removes what cannot be completed".to_string()
+                    } else {
+                        "; what is left needs you (add the artifacts again, or switch the profile)"
+                            .to_string()
+                    };
                     eprintln!(
-                        "checked {} objects: {} corrupt, {} missing",
+                        "checked {} objects: {} problems{}{left}",
                         report.checked,
-                        report.corrupt.len(),
-                        report.missing.len()
+                        report.problems.len(),
+                        if report.repaired.is_empty() {
+                            ""
+                        } else {
+                            ", repaired"
+                        },
                     );
                 }
             }
@@ -237,14 +261,36 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
             println!("unpinned {}", record.id);
             Ok(ExitCode::SUCCESS)
         }
-        StoreCommand::Reindex => {
-            let (objects, artifacts) = store.reindex()?;
-            if !globals.quiet {
-                eprintln!("reindexed {objects} objects and {artifacts} artifacts");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        StoreCommand::Reindex => reindex(globals),
     }
+}
+
+/// `hdist store reindex`: opens the store even when its index is damaged (moving it aside).
+fn reindex(globals: &Globals) -> Result<ExitCode> {
+    let dir = crate::config::store_dir(globals.store.as_deref())?;
+    let (store, moved) = hdist_store::Store::open_for_reindex(&dir)?;
+    let mut report = store.reindex()?;
+    // Damage found while opening, or while rebuilding.
+    if let Some(moved) = moved.or(report.moved_index.take()) {
+        eprintln!(
+            "the index was damaged; moved it aside to {} (with its -wal and -shm) and rebuilt it",
+            moved.display()
+        );
+    }
+    for skipped in &report.skipped {
+        eprintln!("skipped: {skipped}");
+    }
+    if !globals.quiet {
+        eprintln!(
+            "reindexed {} objects and {} artifacts",
+            report.objects, report.artifacts
+        );
+    }
+    Ok(if report.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 pub fn ls(globals: &Globals, args: &LsArgs) -> Result<ExitCode> {

@@ -4,6 +4,7 @@ mod util;
 
 mod build;
 mod cli;
+mod gc_verify;
 mod hashing;
 mod hostile;
 mod http_server;

@@ -1,18 +1,28 @@
-//! Garbage collection: mark from roots, sweep the rest.
+//! Garbage collection: mark from the commit points on disk, sweep the rest.
 //!
-//! Roots: every profile's current generation and the newest `keep_generations` others, the
-//! profiles and artifacts of live mounts, pinned artifacts (`hdist store pin`), and sources
-//! fetched with the `keep` policy. From
-//! them the mark follows profile documents (and the trees their rules produced), artifacts
-//! (root trees, build logs, and, transitively, the artifacts they imported, since builds link
-//! against imports at their final paths), trees and blobs. Everything unmarked goes: objects,
-//! artifact documents and index rows, old generations, transient sources, cached and
-//! linkfarm copies, and build directories left by failed or killed builds.
+//! GC follows the commit protocol in [`crate::commit`] and trusts only the disk: the set of
+//! artifacts is the artifact documents under `artifacts/`, never the index (which may lag; its
+//! rows for artifacts without documents are dropped). Roots: every profile's current generation
+//! and the newest `keep_generations` others, the profiles and artifacts of live mounts, pinned
+//! artifacts (`hdist store pin`), and sources fetched with the `keep` policy. From them the mark
+//! follows profile documents (and the trees their rules produced, and each member's root as the
+//! profile recorded it, so a member without a document still keeps its objects), artifact
+//! documents (root trees, build logs, and, transitively, the artifacts they imported, since
+//! builds link against imports at their final paths), trees and blobs. Everything unmarked
+//! goes: artifacts (index row, then document), old generations, transient sources, then
+//! objects (rows, then files), cached and linkfarm copies, and build directories left by failed
+//! or killed builds. A document is always removed before its objects, so a crash half-way
+//! leaves only unreferenced objects, which the next GC sweeps.
+//!
+//! GC refuses to guess: a damaged artifact document stops it before anything is removed,
+//! naming the file (`hdist store verify --repair` removes it), and so does a tree it must keep
+//! but cannot read (it cannot know what lies below), naming the artifact or generation and the
+//! path. A kept artifact missing only file contents is kept as it is; `verify` reports it.
 //!
 //! Safety: GC holds `<store>/gc.lock` exclusively for mark and sweep; every writer (ingest,
 //! build, fetch, profile creation) holds it shared from its first object to its commit point,
-//! so no object is swept between being found present (dedup) and being referenced. Mounts
-//! only read; what a live mount shows is a root.
+//! so no object is swept between being found present (dedup) and being referenced, and no
+//! running build's directory is swept. Mounts only read; what a live mount shows is a root.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -63,14 +73,42 @@ struct Marker<'a> {
 }
 
 impl Marker<'_> {
-    fn tree(&mut self, digest: &Digest) -> Result<(), StoreError> {
+    /// Marks the tree `digest` and everything below it, kept for `owner` (named if a tree
+    /// cannot be read).
+    fn tree(&mut self, digest: &Digest, owner: &dyn Fn() -> String) -> Result<(), StoreError> {
+        self.walk(digest, owner, &mut Vec::new())
+    }
+
+    fn walk(
+        &mut self,
+        digest: &Digest,
+        owner: &dyn Fn() -> String,
+        path: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
         if !self.marked.insert(*digest) {
             return Ok(());
         }
-        let tree = Tree::load(self.store.blobs().as_ref(), digest)?;
+        let tree =
+            Tree::load(self.store.blobs().as_ref(), digest).map_err(|source| StoreError::IncompleteRoot {
+                owner: owner(),
+                path: if path.is_empty() {
+                    ".".to_string()
+                } else {
+                    String::from_utf8_lossy(path).into_owned()
+                },
+                source: Box::new(source.into()),
+            })?;
         for entry in tree.entries() {
             match &entry.node {
-                Node::Directory { digest } => self.tree(digest)?,
+                Node::Directory { digest } => {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push(b'/');
+                    }
+                    path.extend_from_slice(&entry.name);
+                    self.walk(digest, owner, path)?;
+                    path.truncate(len);
+                }
                 Node::File { digest, .. } => {
                     self.marked.insert(*digest);
                 }
@@ -106,8 +144,19 @@ impl Store {
             store: self,
             marked: HashSet::new(),
         };
-        let records: HashMap<ArtifactId, ArtifactRecord> =
-            self.artifacts()?.into_iter().map(|r| (r.id.clone(), r)).collect();
+        // The commit points, not the index: a document whose row a crash lost is an artifact.
+        let records: HashMap<ArtifactId, ArtifactRecord> = self
+            .artifact_documents()?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let stale_rows: Vec<ArtifactId> = self
+            .index()
+            .artifacts_with_prefix("")?
+            .into_iter()
+            .map(|r| r.id)
+            .filter(|id| !records.contains_key(id))
+            .collect();
 
         // Roots: live mounts' artifacts, pins, profile generations.
         let mut keep_artifacts: Vec<ArtifactId> = options.live_artifacts.clone();
@@ -129,14 +178,22 @@ impl Store {
                     continue;
                 }
                 marker.marked.insert(generation.document);
-                let doc: ProfileDoc = self.profile_doc(&generation.document)?;
+                let owner = || format!("profile {} generation {}", generation.name, generation.number);
+                let doc: ProfileDoc =
+                    self.profile_doc(&generation.document)
+                        .map_err(|source| StoreError::IncompleteRoot {
+                            owner: owner(),
+                            path: "(profile document)".to_string(),
+                            source: Box::new(source),
+                        })?;
                 for artifact in &doc.artifacts {
                     keep_artifacts.push(artifact.id.clone());
-                    // Marked from the document itself: a member may lack an index row (a crash
-                    // between its document and its row) and must still keep its objects.
-                    marker.tree(&artifact.root)?;
+                    // Marked from the profile document itself: a member may lack its artifact
+                    // document (damage) and must still keep the objects the profile shows.
+                    let member = || format!("{} (artifact {})", owner(), artifact.id);
+                    marker.tree(&artifact.root, &member)?;
                     if let Some(view) = artifact.view {
-                        marker.tree(&view)?;
+                        marker.tree(&view, &member)?;
                     }
                 }
             }
@@ -147,18 +204,14 @@ impl Store {
             if !kept.insert(id.clone()) {
                 continue;
             }
-            let record = match records.get(&id) {
-                Some(record) => record.clone(),
-                None => match self.artifact_document(&id)? {
-                    Some(record) => record,
-                    None => continue,
-                },
+            // No document: a pin or mount of an artifact that is gone (a profile member was
+            // marked from the profile document above).
+            let Some(record) = records.get(&id) else {
+                continue;
             };
-            marker.tree(&record.root)?;
-            if let Some(document) = self.artifact_document(&id)? {
-                if let Some(log) = document.build_log {
-                    marker.marked.insert(log);
-                }
+            marker.tree(&record.root, &|| format!("artifact {id}"))?;
+            if let Some(log) = record.build_log {
+                marker.marked.insert(log);
             }
             let imports = record
                 .spec
@@ -188,7 +241,9 @@ impl Store {
                 crate::source::SourceContent::Blob(d) => {
                     marker.marked.insert(d);
                 }
-                crate::source::SourceContent::Tree(d) => marker.tree(&d)?,
+                crate::source::SourceContent::Tree(d) => {
+                    marker.tree(&d, &|| format!("source {}", source.key))?
+                }
             }
         }
 
@@ -251,6 +306,9 @@ impl Store {
         }
         for id in records.keys().filter(|id| !kept.contains(*id)) {
             self.remove_artifact(id)?;
+        }
+        for id in &stale_rows {
+            self.index().remove_artifact(id)?;
         }
         for source in &doomed_sources {
             crate::source::remove_source(self, &source.key).map_err(|e| StoreError::Gc(Box::new(e)))?;

@@ -2,7 +2,11 @@
 //! documents say, kept for fast listing, statistics and (later) GC.
 //!
 //! The index is never the only copy of anything: `hdist store reindex` rebuilds it from
-//! `objects/` and `artifacts/`. It runs in WAL mode so readers never block the writer, and every
+//! `objects/` and `artifacts/` (the commit protocol and what may lag is in [`crate::commit`]).
+//! A file that SQLite finds is not a database, or finds corrupt, is [`IndexError::Damaged`],
+//! whose message tells the user to reindex; [`Index::open_or_move_aside`] and
+//! [`Index::move_aside`] put such a file aside (as `index.sqlite.damaged-<unix time>`, with its
+//! `-wal` and `-shm`) so the rebuild starts from an empty file. It runs in WAL mode so readers never block the writer, and every
 //! multi-row change is one transaction. Several processes may use it at once; SQLite's locking
 //! plus a bounded busy timeout ([`BUSY_TIMEOUT`]) serialises their writes. Creating the file,
 //! the switch to WAL and migrations are not safe against concurrent openers on their own (the
@@ -73,6 +77,23 @@ pub enum IndexError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The file is not a SQLite database, or SQLite found it corrupt.
+    #[error(
+        "index {path} is damaged (run `hdist store reindex` to rebuild it from the objects and documents)"
+    )]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A damaged index could not be moved aside.
+    #[error("cannot move the damaged index {path} aside to {to}: {source}")]
+    MoveAside {
+        path: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// A row does not hold what the schema promises.
     #[error("index {path}: bad row: {reason}; run `hdist store reindex`")]
     BadRow { path: PathBuf, reason: String },
@@ -111,53 +132,135 @@ impl Index {
     /// Opens the index at `path`, creating it and applying migrations as needed. Concurrent
     /// first opens must be serialised by the caller (see the module docs).
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        let err = |source| IndexError::Sqlite {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |row| row.get(0))
-            .map_err(err)?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(IndexError::TooNew {
-                path: path.to_path_buf(),
-                found: version,
-                known,
-            });
-        }
-        if version < known {
-            // IMMEDIATE takes the write lock first, so two processes cannot both migrate.
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(err)?;
-            let current: i64 = tx
-                .pragma_query_value(None, "user_version", |row| row.get(0))
-                .map_err(err)?;
-            for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
-                tx.execute_batch(sql).map_err(err)?;
-                tx.pragma_update(None, "user_version", (i + 1) as i64)
-                    .map_err(err)?;
-            }
-            tx.commit().map_err(err)?;
-        }
         Ok(Index {
             path: path.to_path_buf(),
-            conn: Mutex::new(conn),
+            conn: Mutex::new(open_connection(path)?),
         })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
-        move |source| IndexError::Sqlite {
-            path: self.path.clone(),
-            source,
+    /// [`Index::open`], but a damaged file is first moved aside (see the module docs); returns
+    /// where it went. Only for `reindex`, which refills the new file.
+    pub fn open_or_move_aside(path: &Path) -> Result<(Index, Option<PathBuf>), IndexError> {
+        match Index::open(path) {
+            Err(IndexError::Damaged { .. }) => {
+                let moved = move_files_aside(path)?;
+                Ok((Index::open(path)?, Some(moved)))
+            }
+            other => other.map(|index| (index, None)),
         }
     }
 
+    /// Moves this index's damaged file aside and continues with a new, empty one; returns
+    /// where the old one went. For damage found after opening (e.g. a corrupt page).
+    pub fn move_aside(&self) -> Result<PathBuf, IndexError> {
+        let mut conn = self.conn.lock().unwrap();
+        // Close the damaged file before renaming it (an in-memory stand-in meanwhile).
+        *conn = Connection::open_in_memory().map_err(self.err())?;
+        let moved = move_files_aside(&self.path)?;
+        *conn = open_connection(&self.path)?;
+        Ok(moved)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> IndexError + '_ {
+        move |source| classify(&self.path, source)
+    }
+}
+
+/// Opens the SQLite file at `path`: WAL, bounded busy timeout, migrations applied.
+fn open_connection(path: &Path) -> Result<Connection, IndexError> {
+    let err = |source| classify(path, source);
+    let mut conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(err)?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(IndexError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    if version < known {
+        // IMMEDIATE takes the write lock first, so two processes cannot both migrate.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let current: i64 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(err)?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            tx.execute_batch(sql).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+    }
+    Ok(conn)
+}
+
+/// [`IndexError::Damaged`] for the errors that mean the file itself is bad, else
+/// [`IndexError::Sqlite`].
+fn classify(path: &Path, source: rusqlite::Error) -> IndexError {
+    let damaged = matches!(
+        source.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    );
+    let path = path.to_path_buf();
+    if damaged {
+        IndexError::Damaged { path, source }
+    } else {
+        IndexError::Sqlite { path, source }
+    }
+}
+
+/// Renames `path` and its `-wal` and `-shm` to `<path>.damaged-<unix time>[-wal|-shm]`;
+/// returns the new name of `path`.
+fn move_files_aside(path: &Path) -> Result<PathBuf, IndexError> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let mut attempt = 0;
+    let base = loop {
+        let suffix = if attempt == 0 {
+            String::new()
+        } else {
+            format!(".{attempt}")
+        };
+        let candidate = path.with_file_name(format!("{name}.damaged-{seconds}{suffix}"));
+        if !candidate.exists() {
+            break candidate;
+        }
+        attempt += 1;
+    };
+    for companion in ["", "-wal", "-shm"] {
+        let from = path.with_file_name(format!("{name}{companion}"));
+        let to = PathBuf::from(format!("{}{companion}", base.display()));
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !companion.is_empty() => {}
+            Err(source) => {
+                return Err(IndexError::MoveAside {
+                    path: from,
+                    to,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(base)
+}
+
+impl Index {
     /// Records objects and, if given, an artifact, in one transaction.
     pub fn record(
         &self,
@@ -380,4 +483,32 @@ fn insert_artifact(tx: &rusqlite::Transaction<'_>, artifact: &ArtifactRecord) ->
         artifact.bytes as i64
     ])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_file_is_named_damaged_and_moved_aside_with_its_companions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.sqlite");
+        let garbage = b"not a database ".repeat(300);
+        std::fs::write(&path, &garbage).unwrap();
+        std::fs::write(dir.path().join("index.sqlite-wal"), b"wal").unwrap();
+        let err = Index::open(&path).unwrap_err();
+        assert!(matches!(err, IndexError::Damaged { .. }), "{err:?}");
+        assert!(err.to_string().contains("hdist store reindex"), "{err}");
+
+        let (index, moved) = Index::open_or_move_aside(&path).unwrap();
+        let moved = moved.expect("moved aside");
+        assert_eq!(std::fs::read(&moved).unwrap(), garbage);
+        let wal = PathBuf::from(format!("{}-wal", moved.display()));
+        assert_eq!(std::fs::read(wal).unwrap(), b"wal");
+        assert!(index.artifacts_with_prefix("").unwrap().is_empty());
+        // A healthy index is left where it is.
+        drop(index);
+        let (_, moved) = Index::open_or_move_aside(&path).unwrap();
+        assert!(moved.is_none());
+    }
 }

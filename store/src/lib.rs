@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod blob;
 pub mod build;
 pub mod catalog;
+pub mod commit;
 pub mod gc;
 pub mod glob;
 pub mod hash;
@@ -21,6 +22,7 @@ pub mod store;
 pub mod suggest;
 pub mod tree;
 pub mod union;
+pub mod verify;
 
 pub use artifact::{ArtifactId, ArtifactRecord};
 pub use hash::Digest;

@@ -26,10 +26,10 @@
 //! open, index writers wait for each other through SQLite's busy timeout (bounded; see
 //! [`crate::index`]).
 //!
-//! Ingest order: objects (scratch → syncfs → rename → syncfs), then the artifact document
-//! (temp → fsync → rename → fsync dir), then the index row. A crash before the document leaves
-//! only unreferenced objects; after it, a listing that lacks the row until the next add of the
-//! same tree or a reindex. No reader ever sees an artifact whose objects are not all durable.
+//! Ingest order and what a crash leaves: see [`crate::commit`], the commit protocol every
+//! writer, GC, `verify` and `reindex` follow. In short: objects, then the artifact document
+//! (the commit point), then the index row, which may lag; no reader ever sees an artifact whose
+//! objects are not all durable.
 
 use std::fs;
 use std::io::{self, Write};
@@ -84,11 +84,22 @@ pub enum StoreError {
     #[error("{path} exists and is not an empty directory; choose a new path")]
     DestinationExists { path: PathBuf },
     /// An artifact document does not parse.
-    #[error("artifact document {path} is malformed: {source}; run `hdist store verify`")]
+    #[error("artifact document {path} is damaged (`hdist store verify --repair` removes it)")]
     BadDocument {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
+    },
+    /// An artifact document parses but describes another id than its path says.
+    #[error("artifact document {path} describes {found}, not the artifact its path names; `hdist store verify --repair` removes it")]
+    MisplacedDocument { path: PathBuf, found: String },
+    /// GC found a tree it must keep missing or unreadable, so it cannot know what lies below.
+    #[error("cannot collect garbage: {owner} is kept but incomplete at {path:?} (run `hdist store verify` for every problem, then add the artifact again, which gives the same id, or run `hdist store verify --repair`)")]
+    IncompleteRoot {
+        owner: String,
+        path: String,
+        #[source]
+        source: Box<StoreError>,
     },
     /// No profile of that name (or generation).
     #[error("no profile {name:?} in store {store}{suggestion} (`hdist profile list` lists them)")]
@@ -103,6 +114,9 @@ pub enum StoreError {
     /// A lower layer failed during garbage collection.
     #[error("garbage collection: {0}")]
     Gc(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A lower layer failed during `verify --repair`.
+    #[error("repair: {0}")]
+    Repair(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
     Io {
@@ -131,22 +145,26 @@ pub struct AddOutcome {
     pub new_stored_bytes: u64,
 }
 
-/// What `verify` found.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct VerifyReport {
-    /// Objects re-hashed.
-    pub checked: u64,
-    /// Objects whose bytes are wrong (with the reason).
-    pub corrupt: Vec<(Digest, String)>,
-    /// Objects referenced by an artifact or the index but absent.
-    pub missing: Vec<(Digest, String)>,
+/// What [`Store::reindex`] did.
+#[derive(Debug, Clone, Default)]
+pub struct ReindexReport {
+    /// Objects indexed.
+    pub objects: u64,
+    /// Artifacts indexed.
+    pub artifacts: u64,
+    /// Documents that could not be read, skipped (each error names the file and what to do).
+    pub skipped: Vec<String>,
+    /// Where a damaged index file was moved before the rebuild.
+    pub moved_index: Option<PathBuf>,
 }
 
-impl VerifyReport {
-    /// Whether nothing is wrong.
-    pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty()
-    }
+/// An artifact document found on disk, read or not.
+#[derive(Debug)]
+pub struct ScannedDocument {
+    /// Its file, `artifacts/<name>/<hash>.json`.
+    pub path: PathBuf,
+    /// Its record, or why it is damaged.
+    pub record: Result<ArtifactRecord, StoreError>,
 }
 
 /// A local hdist store.
@@ -161,6 +179,16 @@ pub struct Store {
 impl Store {
     /// Opens the store at `root`, initialising it on first use.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Ok(Store::open_with(root, false)?.0)
+    }
+
+    /// [`Store::open`] for `reindex`: a damaged index file is moved aside first (see
+    /// [`crate::index`]); returns where it went.
+    pub fn open_for_reindex(root: &Path) -> Result<(Store, Option<PathBuf>), StoreError> {
+        Store::open_with(root, true)
+    }
+
+    fn open_with(root: &Path, move_damaged_index: bool) -> Result<(Store, Option<PathBuf>), StoreError> {
         modes::create_dir_all(root, modes::SHARED_DIR)
             .map_err(StoreError::io("create store directory", root))?;
         let tmp = root.join("tmp");
@@ -176,14 +204,22 @@ impl Store {
                 .map_err(StoreError::io("create directory", &dir))?;
         }
         let blobs = Arc::new(LocalBlobService::open(root, scratch.clone())?);
-        let index = Index::open(&root.join("index.sqlite"))?;
+        let index_path = root.join("index.sqlite");
+        let (index, moved) = if move_damaged_index {
+            Index::open_or_move_aside(&index_path)?
+        } else {
+            (Index::open(&index_path)?, None)
+        };
         drop(init_lock);
-        Ok(Store {
-            root: root.to_path_buf(),
-            scratch,
-            blobs,
-            index,
-        })
+        Ok((
+            Store {
+                root: root.to_path_buf(),
+                scratch,
+                blobs,
+                index,
+            },
+            moved,
+        ))
     }
 
     /// The store directory.
@@ -229,19 +265,50 @@ impl Store {
         self.gc_lock(true)
     }
 
-    /// Removes an artifact's document and index row (its objects go with the next sweep).
+    /// Removes an artifact's index row, then its document (the index never runs ahead of the
+    /// disk; see [`crate::commit`]). Its objects go with the next sweep.
     pub(crate) fn remove_artifact(&self, id: &ArtifactId) -> Result<(), StoreError> {
-        let path = self.document_path(id);
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(StoreError::io("remove", path)(e)),
-        }
         self.index.remove_artifact(id)?;
-        Ok(())
+        remove_if_present(&self.document_path(id))
     }
 
-    fn document_path(&self, id: &ArtifactId) -> PathBuf {
+    /// Every artifact document on disk, read or not, sorted by path: the commit points, which
+    /// GC, `verify` and `reindex` trust instead of the index.
+    pub fn scan_artifact_documents(&self) -> Result<Vec<ScannedDocument>, StoreError> {
+        let artifacts_dir = self.root.join("artifacts");
+        let mut out = Vec::new();
+        for name_dir in fs::read_dir(&artifacts_dir).map_err(StoreError::io("list", &artifacts_dir))? {
+            let name_dir = name_dir.map_err(StoreError::io("list", &artifacts_dir))?.path();
+            if !name_dir.is_dir() {
+                continue;
+            }
+            for doc in fs::read_dir(&name_dir).map_err(StoreError::io("list", &name_dir))? {
+                let path = doc.map_err(StoreError::io("list", &name_dir))?.path();
+                if path.extension().is_none_or(|e| e != "json") {
+                    continue;
+                }
+                let record = read_document_file(&path);
+                out.push(ScannedDocument { path, record });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Every artifact document on disk, sorted by id; the first damaged one is an error that
+    /// names it and what to do.
+    pub fn artifact_documents(&self) -> Result<Vec<ArtifactRecord>, StoreError> {
+        let mut records = self
+            .scan_artifact_documents()?
+            .into_iter()
+            .map(|scanned| scanned.record)
+            .collect::<Result<Vec<_>, _>>()?;
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(records)
+    }
+
+    /// The artifact document file of `id`.
+    pub fn document_path(&self, id: &ArtifactId) -> PathBuf {
         self.root
             .join("artifacts")
             .join(id.name())
@@ -363,12 +430,10 @@ impl Store {
 
     fn read_document(&self, id: &ArtifactId) -> Result<Option<ArtifactRecord>, StoreError> {
         let path = self.document_path(id);
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::BadDocument { path, source }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io("read", path)(e)),
+        match read_document_file(&path) {
+            Ok(record) => Ok(Some(record)),
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -525,100 +590,22 @@ impl Store {
         Ok(())
     }
 
-    /// Re-hashes every object and checks that every artifact's trees and files are present.
-    /// `progress` is called with the stored bytes of each object checked.
-    pub fn verify(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport, StoreError> {
-        use rayon::prelude::*;
-        let objects = self.blobs.list()?;
-        let results: Vec<_> = objects
-            .par_iter()
-            .map(|object| {
-                let result = self.blobs.verify(object);
-                progress(object.stored_size);
-                (object.digest, result)
-            })
-            .collect();
-        let mut report = VerifyReport {
-            checked: objects.len() as u64,
-            ..Default::default()
-        };
-        let mut present = std::collections::HashSet::new();
-        for (digest, result) in results {
-            match result {
-                Ok(_) => {
-                    present.insert(digest);
-                }
-                Err(e) => report.corrupt.push((digest, e.to_string())),
-            }
-        }
-        let corrupt: std::collections::HashSet<_> = report.corrupt.iter().map(|(d, _)| *d).collect();
-        for digest in self.index.object_digests()? {
-            if !present.contains(&digest) && !corrupt.contains(&digest) {
-                report.missing.push((digest, "listed in the index".to_string()));
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for record in self.artifacts()? {
-            self.check_tree(
-                &record.root,
-                &record.id.to_string(),
-                &present,
-                &corrupt,
-                &mut seen,
-                &mut report,
-            );
-        }
-        report.missing.sort();
-        report.missing.dedup_by(|a, b| a.0 == b.0);
-        Ok(report)
-    }
-
-    fn check_tree(
-        &self,
-        digest: &Digest,
-        owner: &str,
-        present: &std::collections::HashSet<Digest>,
-        corrupt: &std::collections::HashSet<Digest>,
-        seen: &mut std::collections::HashSet<Digest>,
-        report: &mut VerifyReport,
-    ) {
-        if !seen.insert(*digest) || corrupt.contains(digest) {
-            return;
-        }
-        if !present.contains(digest) {
-            report.missing.push((*digest, format!("tree of {owner}")));
-            return;
-        }
-        let tree = match Tree::load(self.blobs.as_ref(), digest) {
-            Ok(tree) => tree,
-            Err(e) => {
-                report.corrupt.push((*digest, e.to_string()));
-                return;
-            }
-        };
-        for entry in tree.entries() {
-            match &entry.node {
-                Node::Directory { digest } => self.check_tree(digest, owner, present, corrupt, seen, report),
-                Node::File { digest, .. } => {
-                    if !present.contains(digest) && !corrupt.contains(digest) {
-                        report.missing.push((
-                            *digest,
-                            format!("file {:?} of {owner}", String::from_utf8_lossy(&entry.name)),
-                        ));
-                    }
-                }
-                Node::Symlink { .. } => {}
-            }
-        }
-    }
-
     /// Totals from the index.
     pub fn totals(&self) -> Result<IndexTotals, StoreError> {
         Ok(self.index.totals()?)
     }
 
-    /// Rebuilds the index from `objects/` and `artifacts/`. Returns (objects, artifacts).
-    pub fn reindex(&self) -> Result<(u64, u64), StoreError> {
+    /// Rebuilds the index from `objects/` and the artifact documents (the disk is the truth;
+    /// see [`crate::commit`]). Damaged documents are skipped and named in the report; an index
+    /// file found damaged on the way is moved aside and the rebuild starts again on a new one.
+    /// Holds `gc.lock` exclusively, so no writer's row is lost between listing and rebuilding.
+    pub fn reindex(&self) -> Result<ReindexReport, StoreError> {
+        let _exclusive = self.exclusive_lock()?;
+        self.reindex_locked()
+    }
+
+    /// [`Store::reindex`] for a caller that holds `gc.lock` exclusively already.
+    pub(crate) fn reindex_locked(&self) -> Result<ReindexReport, StoreError> {
         let stored = self.blobs.list()?;
         let mut objects = Vec::with_capacity(stored.len());
         for object in &stored {
@@ -633,22 +620,12 @@ impl Store {
                 kind: ObjectKind::Blob,
             });
         }
+        let mut report = ReindexReport::default();
         let mut records = Vec::new();
-        let artifacts_dir = self.root.join("artifacts");
-        for name_dir in fs::read_dir(&artifacts_dir).map_err(StoreError::io("list", &artifacts_dir))? {
-            let name_dir = name_dir.map_err(StoreError::io("list", &artifacts_dir))?.path();
-            let Ok(docs) = fs::read_dir(&name_dir) else {
-                continue;
-            };
-            for doc in docs.flatten() {
-                let path = doc.path();
-                if path.extension().is_none_or(|e| e != "json") {
-                    continue;
-                }
-                let bytes = fs::read(&path).map_err(StoreError::io("read", &path))?;
-                let record: ArtifactRecord = serde_json::from_slice(&bytes)
-                    .map_err(|source| StoreError::BadDocument { path, source })?;
-                records.push(record);
+        for scanned in self.scan_artifact_documents()? {
+            match scanned.record {
+                Ok(record) => records.push(record),
+                Err(e) => report.skipped.push(crate::source::chain(&e)),
             }
         }
         let mut trees = Vec::new();
@@ -667,8 +644,47 @@ impl Store {
                 }
             }
         }
-        self.index.rebuild(&objects, &trees, &records)?;
-        Ok((objects.len() as u64, records.len() as u64))
+        match self.index.rebuild(&objects, &trees, &records) {
+            Err(IndexError::Damaged { .. }) => {
+                report.moved_index = Some(self.index.move_aside()?);
+                self.index.rebuild(&objects, &trees, &records)?;
+            }
+            other => other?,
+        }
+        report.objects = objects.len() as u64;
+        report.artifacts = records.len() as u64;
+        Ok(report)
+    }
+}
+
+/// Reads and checks one artifact document: it must parse and describe the id its path names.
+fn read_document_file(path: &Path) -> Result<ArtifactRecord, StoreError> {
+    let bytes = fs::read(path).map_err(StoreError::io("read", path))?;
+    let record: ArtifactRecord =
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::BadDocument {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let named = path
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .zip(path.file_stem())
+        .map(|(name, hash)| format!("{}/{}", name.to_string_lossy(), hash.to_string_lossy()));
+    if named.as_deref() != Some(record.id.to_string().as_str()) {
+        return Err(StoreError::MisplacedDocument {
+            path: path.to_path_buf(),
+            found: record.id.to_string(),
+        });
+    }
+    Ok(record)
+}
+
+/// Removes a file; one that is already gone is fine.
+pub(crate) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("remove", path)(e)),
     }
 }
 
