@@ -60,6 +60,13 @@ fn object_file(t: &TestStore, hex: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no object file for {hex}"))
 }
 
+fn count_objects(t: &TestStore) -> usize {
+    fs::read_dir(t.store().join("objects"))
+        .unwrap()
+        .map(|fanout| fs::read_dir(fanout.unwrap().path()).unwrap().count())
+        .sum()
+}
+
 fn verify(t: &TestStore, args: &[&str]) -> (Option<i32>, String, String) {
     let mut all = vec!["store", "verify"];
     all.extend_from_slice(args);
@@ -254,4 +261,75 @@ fn verify_names_the_profile_generation_whose_document_is_gone() {
             .any(|l| l.contains(generation.trim()) && l.contains("profile p generation 1")),
         "{out}"
     );
+}
+
+#[test]
+fn gc_stops_at_a_kept_artifact_whose_tree_is_gone_naming_it_and_the_path() {
+    let (t, _, id) = sample_store();
+    t.ok(["store", "pin", &id]);
+    // The tree of share/doc: a directory holding README, empty and copy.
+    let listing: serde_json::Value = serde_json::from_str(&t.ok(["ls", &id, "share", "--json"])).unwrap();
+    let doc_tree = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "doc")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fs::remove_file(object_file(&t, &doc_tree)).unwrap();
+    let objects_before = count_objects(&t);
+
+    let out = t.fails(["gc"]);
+    let text = stderr(&out);
+    assert!(text.contains(&id), "the kept artifact is not named: {text}");
+    assert!(text.contains("share/doc"), "the path is not named: {text}");
+    assert!(document_path(&t, &id).exists());
+    assert_eq!(
+        fs::read_dir(t.store().join("objects")).unwrap().count(),
+        objects_before
+    );
+
+    let (code, out, _) = verify(&t, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!("missing {doc_tree}"))
+            && l.contains(&id)
+            && l.contains("share/doc")),
+        "{out}"
+    );
+}
+
+#[test]
+fn verify_names_a_source_whose_content_is_broken_and_repair_removes_it() {
+    let t = TestStore::new();
+    let dir = t.path("files");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("configure"), "#!/bin/sh\necho configured\n").unwrap();
+    fs::write(dir.join("data"), "source data\n").unwrap();
+    let key = t
+        .ok(["-q".as_ref(), "fetch".as_ref(), dir.as_os_str()])
+        .trim()
+        .to_string();
+    let data = hdist_store::Digest::of(b"source data\n").to_hex();
+    fs::remove_file(object_file(&t, &data)).unwrap();
+
+    let (code, out, err) = verify(&t, &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&data) && l.contains(&format!("source {key}")) && l.contains("path data")),
+        "{out}"
+    );
+    let (code, out, err) = verify(&t, &["--repair"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("removed source {key}")), "{out}");
+    assert_verify_clean(&t, "after repair");
+    // Fetching again completes it.
+    assert_eq!(
+        t.ok(["-q".as_ref(), "fetch".as_ref(), dir.as_os_str()]).trim(),
+        key
+    );
+    assert_verify_clean(&t, "after a new fetch");
 }
