@@ -287,8 +287,9 @@ fn gc_stops_at_a_kept_artifact_whose_tree_is_gone_naming_it_and_the_path() {
     assert!(text.contains("share/doc"), "the path is not named: {text}");
     assert!(document_path(&t, &id).exists());
     assert_eq!(
-        fs::read_dir(t.store().join("objects")).unwrap().count(),
-        objects_before
+        count_objects(&t),
+        objects_before,
+        "gc deleted objects before it stopped"
     );
 
     let (code, out, _) = verify(&t, &[]);
