@@ -47,11 +47,16 @@ pub enum StoreCommand {
         #[arg(long, value_enum, default_value = "keep")]
         mtime: MtimeArg,
     },
-    /// Re-hash every object; exit 1 if anything is corrupt or missing.
+    /// Re-hash every object and every decompressed copy (bad copies are re-made); exit 1 if
+    /// anything is corrupt or missing.
     Verify {
         /// Print the report as JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Check a remote node's cache (the `--cache` of `hdist mount --remote`) instead of
+        /// the store: re-hash every cached copy and drop the bad ones.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
     },
     /// Object counts, sizes, dedup and compression ratios.
     Stats {
@@ -128,6 +133,13 @@ pub fn hash(args: &HashArgs) -> Result<ExitCode> {
 }
 
 pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
+    if let StoreCommand::Verify {
+        json,
+        cache: Some(cache),
+    } = &command
+    {
+        return verify_cache(globals, cache, *json);
+    }
     let store = globals.open_store()?;
     match command {
         StoreCommand::Add {
@@ -173,7 +185,7 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        StoreCommand::Verify { json } => {
+        StoreCommand::Verify { json, cache: _ } => {
             let total = store.totals()?.stored_bytes;
             let bar = bytes_bar(total, "verify", globals.quiet);
             let report = store.verify(&|bytes| bar.inc(bytes))?;
@@ -187,12 +199,15 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
                 for (digest, what) in &report.missing {
                     println!("missing {digest}: {what}");
                 }
+                print_bad_copies(&report.copies);
                 if !globals.quiet {
                     eprintln!(
-                        "checked {} objects: {} corrupt, {} missing",
+                        "checked {} objects: {} corrupt, {} missing; {} copies: {} bad",
                         report.checked,
                         report.corrupt.len(),
-                        report.missing.len()
+                        report.missing.len(),
+                        report.copies.checked,
+                        report.copies.bad.len()
                     );
                 }
             }
@@ -310,6 +325,41 @@ fn entry_json(entry: &Entry) -> serde_json::Value {
         Node::Symlink { target } => {
             json!({"name": name, "type": "symlink", "target": String::from_utf8_lossy(target)})
         }
+    }
+}
+
+/// `hdist store verify --cache DIR`: a remote node's cache, without a store.
+fn verify_cache(globals: &Globals, cache: &std::path::Path, json: bool) -> Result<ExitCode> {
+    let report = hdist_store::remote::CachedBlobService::verify_cache(cache, true)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_bad_copies(&report);
+        if !globals.quiet {
+            eprintln!(
+                "checked {} cached copies in {}: {} bad",
+                report.checked,
+                cache.display(),
+                report.bad.len()
+            );
+        }
+    }
+    Ok(if report.bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_bad_copies(report: &hdist_store::blob::CopiesReport) {
+    for bad in &report.bad {
+        println!(
+            "bad copy {} of {}: {}; {}",
+            bad.path.display(),
+            bad.digest,
+            bad.problem,
+            bad.action
+        );
     }
 }
 

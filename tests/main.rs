@@ -4,6 +4,7 @@ mod util;
 
 mod build;
 mod cli;
+mod copies;
 mod hashing;
 mod hostile;
 mod http_server;

@@ -39,7 +39,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::artifact::{check_version, ArtifactId, ArtifactRecord, IdError};
-use crate::blob::{BlobError, BlobService, LocalBlobService};
+use crate::blob::{BlobError, BlobService, CopiesReport, LocalBlobService};
 use crate::hash::{hash_document, Digest, HashError};
 use crate::index::{Index, IndexError, IndexTotals};
 use crate::modes;
@@ -140,12 +140,15 @@ pub struct VerifyReport {
     pub corrupt: Vec<(Digest, String)>,
     /// Objects referenced by an artifact or the index but absent.
     pub missing: Vec<(Digest, String)>,
+    /// The decompressed and linkfarm copies, re-hashed; bad ones were re-made.
+    pub copies: CopiesReport,
 }
 
 impl VerifyReport {
-    /// Whether nothing is wrong.
+    /// Whether nothing is wrong (a bad copy counts, even once re-made: something wrote to
+    /// the store's files).
     pub fn is_clean(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty()
+        self.corrupt.is_empty() && self.missing.is_empty() && self.copies.bad.is_empty()
     }
 }
 
@@ -525,8 +528,10 @@ impl Store {
         Ok(())
     }
 
-    /// Re-hashes every object and checks that every artifact's trees and files are present.
-    /// `progress` is called with the stored bytes of each object checked.
+    /// Re-hashes every object and checks that every artifact's trees and files are present;
+    /// then re-hashes every decompressed and linkfarm copy and re-makes the bad ones
+    /// ([`LocalBlobService::verify_copies`]). `progress` is called with the stored bytes of
+    /// each object checked.
     pub fn verify(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<VerifyReport, StoreError> {
         use rayon::prelude::*;
         let objects = self.blobs.list()?;
@@ -570,6 +575,8 @@ impl Store {
         }
         report.missing.sort();
         report.missing.dedup_by(|a, b| a.0 == b.0);
+        // Copies are caches: a bad one is always re-made (from its object, verified again).
+        report.copies = self.blobs.verify_copies(true)?;
         Ok(report)
     }
 
