@@ -116,6 +116,29 @@ fn store_with(content: &[u8]) -> (TestStore, String) {
     (t, id)
 }
 
+/// `hdist profile export p DIR --link hardlink`.
+fn export_hardlinked(t: &TestStore, dir: &Path) {
+    t.ok([
+        "profile".as_ref(),
+        "export".as_ref(),
+        "p".as_ref(),
+        dir.as_os_str(),
+        "--link".as_ref(),
+        "hardlink".as_ref(),
+    ]);
+}
+
+/// The linkfarm copy of `digest` (there is one: a single mtime was exported).
+fn linkfarm_copy(t: &TestStore, digest: &hdist_store::Digest) -> PathBuf {
+    let hex = digest.to_hex();
+    fs::read_dir(t.store().join("linkfarm").join(&hex[..2]))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&hex))
+        .expect("a linkfarm copy")
+}
+
 /// Mounts `id` with the given `HDIST_FUSE_OPEN` mode (None: the default).
 fn mount_mode(t: &TestStore, id: &str, dir: &Path, mode: Option<&str>) -> MountGuard {
     fs::create_dir_all(dir).unwrap();
@@ -198,28 +221,10 @@ fn verify_checks_decompressed_and_linkfarm_copies_and_remakes_bad_ones() {
     // through a linkfarm copy.
     assert_eq!(t.ok(["cat", &id, "data/file"]).into_bytes(), content);
     t.ok(["profile", "create", "p", &id]);
-    let export = t.path("export");
-    t.ok([
-        "profile".as_ref(),
-        "export".as_ref(),
-        "p".as_ref(),
-        export.as_os_str(),
-        "--link".as_ref(),
-        "hardlink".as_ref(),
-    ]);
+    export_hardlinked(&t, &t.path("export"));
     let copy = fanout_path(&t.store().join("cache/blobs"), &digest, "");
     assert!(copy.exists(), "no decompressed copy at {}", copy.display());
-    let linkfarm = fs::read_dir(t.store().join("linkfarm").join(&digest.to_hex()[..2]))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&digest.to_hex())
-        })
-        .expect("a linkfarm copy");
+    let linkfarm = linkfarm_copy(&t, &digest);
     assert_eq!(t.ok(["store", "verify"]).trim(), "", "clean store");
 
     flip_byte(&copy, 10);
@@ -238,6 +243,15 @@ fn verify_checks_decompressed_and_linkfarm_copies_and_remakes_bad_ones() {
     assert_eq!(fs::read(&copy).unwrap(), content);
     assert_eq!(fs::read(&linkfarm).unwrap(), content);
     assert_eq!(t.ok(["store", "verify"]).trim(), "");
+
+    // A linkfarm copy written to through a link is not re-used by the next export.
+    flip_byte(&linkfarm_copy(&t, &digest), 30);
+    let export2 = t.path("export2");
+    export_hardlinked(&t, &export2);
+    assert!(
+        fs::read(export2.join("data/file")).unwrap() == content,
+        "a new export linked to a damaged linkfarm copy"
+    );
 }
 
 #[test]

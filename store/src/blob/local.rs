@@ -229,16 +229,30 @@ impl LocalBlobService {
     /// `<store>/linkfarm/ab/<hex>@<variant>`, never evicted (GC removes copies no profile
     /// needs). Links to a copy share its inode, so its metadata: the caller names by `variant`
     /// what must differ between copies of one content (the mtime). A copy, never the object
-    /// itself, so a file modified through a link cannot corrupt the store.
+    /// itself, so a file modified through a link cannot corrupt the store; an existing copy is
+    /// re-hashed before it is re-used, so it cannot spread to new exports either.
     pub fn linkfarm_copy(&self, digest: &Digest, variant: &str) -> Result<PathBuf, BlobError> {
         let object = self.require(digest)?;
         let hex = digest.to_hex();
         let name = format!("{hex}{LINKFARM_VARIANT_SEPARATOR}{variant}");
         let dest = self.linkfarm.join(&hex[..2]).join(name);
         let expected = self.raw_size(&object)?;
-        if fs::metadata(&dest).map(|m| m.len()).ok() != Some(expected) {
-            self.make_linkfarm_copy(&object, &dest)?;
+        if fs::metadata(&dest).map(|m| m.len()).ok() == Some(expected) {
+            // Links to it let users write to it: a copy is re-used only once it hashed right.
+            match File::open(&dest).and_then(|file| super::copies::hash_file(&file)) {
+                Ok(actual) if actual == *digest => return Ok(dest),
+                Ok(actual) => log::warn!(
+                    "linkfarm copy {} of object {digest} is damaged (it hashes to {actual}); \
+                     making it again (files already linked to it keep the damaged bytes)",
+                    dest.display()
+                ),
+                Err(e) => log::warn!(
+                    "cannot read the linkfarm copy {} of object {digest}: {e}; making it again",
+                    dest.display()
+                ),
+            }
         }
+        self.make_linkfarm_copy(&object, &dest)?;
         Ok(dest)
     }
 
