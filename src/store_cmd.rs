@@ -330,6 +330,13 @@ fn entry_json(entry: &Entry) -> serde_json::Value {
 
 /// `hdist store verify --cache DIR`: a remote node's cache, without a store.
 fn verify_cache(globals: &Globals, cache: &std::path::Path, json: bool) -> Result<ExitCode> {
+    if !cache.join("objects").is_dir() {
+        anyhow::bail!(
+            "{} is not a remote cache (it has no objects/ directory); give the --cache DIR that \
+             `hdist mount --remote` uses",
+            cache.display()
+        );
+    }
     let report = hdist_store::remote::CachedBlobService::verify_cache(cache, true)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -313,4 +313,17 @@ fn changed_remote_cache_copy_is_fetched_again_and_verify_cache_drops_bad_ones() 
     assert!(!cached_other.exists(), "the bad copy is still in the cache");
     assert!(cached.exists(), "a good copy was dropped");
     verify(true);
+
+    // A directory that is no cache: a clear error, not an empty report.
+    let out = t.fails([
+        "store".as_ref(),
+        "verify".as_ref(),
+        "--cache".as_ref(),
+        t.path("src").as_os_str(),
+    ]);
+    assert!(
+        crate::util::stderr(&out).contains("is not a remote cache"),
+        "{}",
+        crate::util::stderr(&out)
+    );
 }
