@@ -48,7 +48,8 @@ pub enum StoreCommand {
         mtime: MtimeArg,
     },
     /// Re-hash every object and check every artifact document, profile generation and source
-    /// document on disk, and the index against them; exit 1 on any problem.
+    /// document on disk, the index against them, and every decompressed copy (bad copies are
+    /// re-made); exit 1 on any problem.
     Verify {
         /// Print the report as JSON instead of text.
         #[arg(long)]
@@ -57,6 +58,10 @@ pub enum StoreCommand {
         /// documents, corrupt object files), reindex, and say what was removed.
         #[arg(long)]
         repair: bool,
+        /// Check a remote node's cache (the `--cache` of `hdist mount --remote`) instead of
+        /// the store: re-hash every cached copy and drop the bad ones.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
     },
     /// Object counts, sizes, dedup and compression ratios.
     Stats {
@@ -137,6 +142,14 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
     if let StoreCommand::Reindex = command {
         return reindex(globals);
     }
+    if let StoreCommand::Verify {
+        json,
+        cache: Some(cache),
+        ..
+    } = &command
+    {
+        return verify_cache(globals, cache, *json);
+    }
     let store = globals.open_store()?;
     match command {
         StoreCommand::Add {
@@ -182,7 +195,7 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        StoreCommand::Verify { json, repair } => {
+        StoreCommand::Verify { json, repair, cache: _ } => {
             let total = store.totals()?.stored_bytes;
             let bar = bytes_bar(total, "verify", globals.quiet);
             let report = store.verify_store(repair, &|bytes| bar.inc(bytes))?;
@@ -196,6 +209,7 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
                 for line in &report.repaired {
                     println!("{line}");
                 }
+                print_bad_copies(&report.copies);
                 if !globals.quiet {
                     for note in &report.notes {
                         eprintln!("note: {note}");
@@ -209,7 +223,7 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
                             .to_string()
                     };
                     eprintln!(
-                        "checked {} objects: {} problems{}{left}",
+                        "checked {} objects: {} problems{}; {} copies: {} bad{left}",
                         report.checked,
                         report.problems.len(),
                         if report.repaired.is_empty() {
@@ -217,6 +231,8 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
                         } else {
                             ", repaired"
                         },
+                        report.copies.checked,
+                        report.copies.bad.len(),
                     );
                 }
             }
@@ -356,6 +372,48 @@ fn entry_json(entry: &Entry) -> serde_json::Value {
         Node::Symlink { target } => {
             json!({"name": name, "type": "symlink", "target": String::from_utf8_lossy(target)})
         }
+    }
+}
+
+/// `hdist store verify --cache DIR`: a remote node's cache, without a store.
+fn verify_cache(globals: &Globals, cache: &std::path::Path, json: bool) -> Result<ExitCode> {
+    if !cache.join("objects").is_dir() {
+        anyhow::bail!(
+            "{} is not a remote cache (it has no objects/ directory); give the --cache DIR that \
+             `hdist mount --remote` uses",
+            cache.display()
+        );
+    }
+    let report = hdist_store::remote::CachedBlobService::verify_cache(cache, true)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_bad_copies(&report);
+        if !globals.quiet {
+            eprintln!(
+                "checked {} cached copies in {}: {} bad",
+                report.checked,
+                cache.display(),
+                report.bad.len()
+            );
+        }
+    }
+    Ok(if report.bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_bad_copies(report: &hdist_store::blob::CopiesReport) {
+    for bad in &report.bad {
+        println!(
+            "bad copy {} of {}: {}; {}",
+            bad.path.display(),
+            bad.digest,
+            bad.problem,
+            bad.action
+        );
     }
 }
 

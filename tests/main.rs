@@ -4,6 +4,7 @@ mod util;
 
 mod build;
 mod cli;
+mod copies;
 mod gc_verify;
 mod hashing;
 mod hostile;

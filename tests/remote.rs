@@ -117,7 +117,7 @@ impl Drop for Nginx {
 }
 
 /// A store with an artifact of `src` as profile `p`, a key, and a published directory.
-fn published(src: &Path) -> (TestStore, PathBuf, String) {
+pub(crate) fn published(src: &Path) -> (TestStore, PathBuf, String) {
     let t = TestStore::new();
     let id = t.add(src, "sample");
     t.ok(["profile", "create", "p", &id]);
@@ -127,7 +127,14 @@ fn published(src: &Path) -> (TestStore, PathBuf, String) {
     (t, out, key)
 }
 
-fn remote_mount(t: &TestStore, url: &str, key: &str, cache: &Path, what: &str, dir: &Path) -> MountGuard {
+pub(crate) fn remote_mount(
+    t: &TestStore,
+    url: &str,
+    key: &str,
+    cache: &Path,
+    what: &str,
+    dir: &Path,
+) -> MountGuard {
     fs::create_dir_all(dir).unwrap();
     let guard = MountGuard::new(dir);
     run_ok(

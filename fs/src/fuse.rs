@@ -16,10 +16,18 @@
 //!   opens register the verified local copy as a backing file (kernel 6.9+, CAP_SYS_ADMIN),
 //!   so reads never come here, but every open and close is a round trip.
 //! - Otherwise opens answer `FOPEN_KEEP_CACHE` and reads come here on page-cache misses.
+//!
+//! The local file behind an open inode is held as a [`VerifiedCopy`]. Every READ served here
+//! checks it afterwards, and every OPEN that would re-use it checks it first
+//! ([`VerifiedCopy::is_intact`]: one `fstat`, a re-hash only if the stamp changed). A copy
+//! that changed on disk is logged and dropped, and the object is opened again, so the blob
+//! service re-makes the copy (or refuses a damaged raw object: EIO); the bytes of a changed
+//! copy never leave. Pages the kernel caches were read before the change. Under passthrough,
+//! a process that keeps a file open reads the copy directly; new opens are checked. The trust
+//! model is in `hdist_store::blob::copies`.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -34,6 +42,8 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
+
+use hdist_store::blob::VerifiedCopy;
 
 use crate::errno;
 use crate::view::{Kind, View};
@@ -50,10 +60,18 @@ const RECENT_OPEN_FILES: usize = 256;
 struct OpenBlob {
     /// The verified content, or `None` for a large remote file read piecewise by digest
     /// (`BlobService::read_at`), so that opening it does not fetch all of it.
-    file: Option<File>,
+    copy: Option<VerifiedCopy>,
     digest: hdist_store::hash::Digest,
     // Kept alive while any handle uses it: dropping it tells the kernel to close the backing.
     backing: Option<BackingId>,
+}
+
+impl OpenBlob {
+    /// Whether the local file behind it still holds the verified content (one `fstat`; a
+    /// re-hash if its stamp changed).
+    fn is_intact(&self) -> bool {
+        self.copy.as_ref().is_none_or(VerifiedCopy::is_intact)
+    }
 }
 
 /// One row of a directory listing as the kernel sees it.
@@ -160,16 +178,22 @@ impl HdistFs {
 
     /// The shared open state of a file inode, opening the verified object on first use.
     /// With `reply`, a passthrough backing file is registered for it when enabled.
+    /// An OPEN (with `reply`) re-uses an open blob only if its copy is unchanged; a READ
+    /// checks after reading instead (see `do_read`).
     fn open_blob(&self, ino: u64, reply: Option<&ReplyOpen>) -> Result<Arc<OpenBlob>, Errno> {
-        if let Some(blob) = self.open.lock().unwrap().by_ino.get(&ino).and_then(Weak::upgrade) {
-            return Ok(blob);
+        let held = self.open.lock().unwrap().by_ino.get(&ino).and_then(Weak::upgrade);
+        if let Some(blob) = held {
+            if reply.is_none() || blob.is_intact() {
+                return Ok(blob);
+            }
+            self.forget_changed(ino, &blob);
         }
         let Kind::File { digest, .. } = self.view.kind(ino).ok_or(Errno::ENOENT)? else {
             return Err(Errno::EISDIR);
         };
         if self.view.blobs().prefers_ranged_reads(&digest) {
             let fresh = Arc::new(OpenBlob {
-                file: None,
+                copy: None,
                 digest,
                 backing: None,
             });
@@ -177,12 +201,12 @@ impl HdistFs {
             // the file (and passthrough).
             return Ok(fresh);
         }
-        let file = self.view.blobs().open(&digest).map_err(|e| {
+        let copy = self.view.blobs().open_copy(&digest).map_err(|e| {
             log::error!("cannot open {} (object {digest}): {e}", self.view.seen_at(ino));
             Errno::EIO
         })?;
         let backing = match reply.filter(|_| self.passthrough.load(Ordering::Relaxed)) {
-            Some(reply) => match reply.open_backing(&file) {
+            Some(reply) => match reply.open_backing(copy.file()) {
                 Ok(id) => Some(id),
                 Err(e) => {
                     // Needs CAP_SYS_ADMIN; without it every open would fail the same way.
@@ -194,7 +218,7 @@ impl HdistFs {
             None => None,
         };
         let fresh = Arc::new(OpenBlob {
-            file: Some(file),
+            copy: Some(copy),
             digest,
             backing,
         });
@@ -212,9 +236,33 @@ impl HdistFs {
         Ok(fresh)
     }
 
+    /// Drops a blob whose copy changed on disk from the tables, so that the next use opens
+    /// the object afresh (the blob service re-makes or refuses the copy).
+    fn forget_changed(&self, ino: u64, stale: &Arc<OpenBlob>) {
+        log::warn!(
+            "the local copy of {} (object {}) changed on disk while mounted; opening it again",
+            self.view.seen_at(ino),
+            stale.digest
+        );
+        let mut table = self.open.lock().unwrap();
+        if table
+            .by_ino
+            .get(&ino)
+            .and_then(Weak::upgrade)
+            .is_some_and(|held| Arc::ptr_eq(&held, stale))
+        {
+            table.by_ino.remove(&ino);
+        }
+        drop(table);
+        self.recent
+            .lock()
+            .unwrap()
+            .retain(|held| !Arc::ptr_eq(held, stale));
+    }
+
     fn do_read(&self, ino: INodeNo, fh: FileHandle, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         // Handle 0 is the kernel's own for files it opened without asking (zero-message open).
-        let blob = if fh.0 == 0 {
+        let mut blob = if fh.0 == 0 {
             self.open_blob(ino.0, None)?
         } else {
             self.open
@@ -225,8 +273,30 @@ impl HdistFs {
                 .cloned()
                 .ok_or(Errno::EBADF)?
         };
+        // Checked after reading, so that a change made before or during the read is seen
+        // before the bytes leave; a fresh copy is read once more at most.
+        for _ in 0..2 {
+            let data = self.read_blob(&blob, offset, size)?;
+            if blob.is_intact() {
+                return Ok(data);
+            }
+            self.forget_changed(ino.0, &blob);
+            blob = self.open_blob(ino.0, None)?;
+            if fh.0 != 0 {
+                self.open.lock().unwrap().by_fh.insert(fh.0, blob.clone());
+            }
+        }
+        log::error!(
+            "the local copy of {} (object {}) keeps changing on disk; refusing the read",
+            self.view.seen_at(ino.0),
+            blob.digest
+        );
+        Err(Errno::EIO)
+    }
+
+    fn read_blob(&self, blob: &OpenBlob, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         let mut buf = vec![0u8; size as usize];
-        let Some(file) = &blob.file else {
+        let Some(copy) = &blob.copy else {
             let n = self
                 .view
                 .blobs()
@@ -238,6 +308,7 @@ impl HdistFs {
             buf.truncate(n);
             return Ok(buf);
         };
+        let file = copy.file();
         let mut filled = 0;
         while filled < buf.len() {
             match file.read_at(&mut buf[filled..], offset + filled as u64) {

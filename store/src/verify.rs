@@ -20,6 +20,10 @@
 //! and finally a reindex. Profile generations are the user's history and are never removed:
 //! a broken one stays a problem until its artifacts are added again or the profile is switched.
 //!
+//! Then the decompressed and linkfarm copies (caches of verified objects, see
+//! [`crate::blob::copies`]) are re-hashed; a bad copy is always dropped and re-made from its
+//! object, and still fails verification, since something wrote to the store's files.
+//!
 //! Adding a check: write a `fn(&mut Verification<'_>) -> Result<(), StoreError>` that pushes
 //! [`Problem`]s (with a [`Fix`] where one exists) and append it to [`CHECKS`].
 
@@ -29,6 +33,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use crate::artifact::ArtifactId;
+use crate::blob::CopiesReport;
 use crate::hash::Digest;
 use crate::source::SourceKey;
 use crate::store::{Store, StoreError};
@@ -64,6 +69,10 @@ pub const CHECKS: &[Check] = &[
     Check {
         name: "index",
         run: check_index,
+    },
+    Check {
+        name: "decompressed copies",
+        run: check_copies,
     },
 ];
 
@@ -170,13 +179,17 @@ pub struct VerifyReport {
     pub notes: Vec<String>,
     /// What repair did, one line per action.
     pub repaired: Vec<String>,
+    /// The decompressed and linkfarm copies, re-hashed; bad ones were re-made.
+    pub copies: CopiesReport,
 }
 
 impl VerifyReport {
     /// Whether nothing is wrong, or everything wrong was repaired.
+    /// A bad copy counts, even once re-made: something wrote to the store's files.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
-            || (!self.repaired.is_empty() && self.problems.iter().all(|p| p.fix.is_some()))
+        let problems_settled = self.problems.is_empty()
+            || (!self.repaired.is_empty() && self.problems.iter().all(|p| p.fix.is_some()));
+        problems_settled && self.copies.bad.is_empty()
     }
 }
 
@@ -545,6 +558,12 @@ fn check_index(v: &mut Verification<'_>) -> Result<(), StoreError> {
 }
 
 /// Applies the fixes of every problem, in the protocol's removal order (see the module docs).
+/// Copies are caches: a bad one is always re-made (from its object, verified again).
+fn check_copies(v: &mut Verification<'_>) -> Result<(), StoreError> {
+    v.report.copies = v.store.blobs().verify_copies(true)?;
+    Ok(())
+}
+
 fn apply_fixes(store: &Store, report: &mut VerifyReport) -> Result<(), StoreError> {
     // The first problem behind each fix says why.
     let mut reasons: BTreeMap<Fix, String> = BTreeMap::new();

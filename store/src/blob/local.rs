@@ -6,21 +6,29 @@
 //! │   └── ab/
 //! │       ├── ab12…ef        raw content (compression saved less than 3 %)
 //! │       └── ab34…01.zst    one zstd frame of the content, content size in the frame header
-//! └── cache/blobs/
-//!     └── ab/ab34…01         decompressed, verified copy of a .zst object (size-bounded,
-//!                            oldest first evicted); what `open` hands out for mmap/passthrough
+//! ├── cache/blobs/
+//! │   └── ab/ab34…01         decompressed, verified copy of a .zst object (size-bounded,
+//! │                          oldest first evicted); what `open` hands out for mmap/passthrough
+//! └── linkfarm/
+//!     └── ab/ab34…01@<mtime> copy that `profile export --link` links to (GC removes it)
 //! ```
 //!
 //! An object reaches `objects/` by `rename` only after its bytes are durable, so a crash leaves
 //! either the whole object or nothing (plus scratch files that the next process sweeps).
+//!
+//! `open` hands out a raw object itself, or the decompressed copy of a compressed one. Each is
+//! hashed the first time a process opens it and re-hashed when its stamp changed since (see
+//! [`super::copies`]): a bad copy is re-made from its object, a bad raw object is an error.
+//! [`LocalBlobService::verify_copies`] re-hashes every copy (`hdist store verify`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::copies::{check_copies, drop_copy, Checked, CopiesReport, TrustedCopies, VerifiedCopy};
 use super::{BlobError, BlobService, Codec};
 use crate::hash::{Digest, DigestWriter};
 use crate::modes;
@@ -70,9 +78,9 @@ pub struct LocalBlobService {
     cache_limit: u64,
     cache_bytes: OnceLock<AtomicU64>,
     scratch: Arc<Scratch>,
-    // Raw objects and cached copies are served as files; each is hashed once per process
-    // before it is handed out.
-    verified_raw: Mutex<HashSet<Digest>>,
+    // Raw objects and cached copies are served as files: each is hashed once per process,
+    // then trusted while its stamp is unchanged (see `super::copies`).
+    trusted: TrustedCopies,
 }
 
 impl LocalBlobService {
@@ -102,7 +110,7 @@ impl LocalBlobService {
             cache_limit: DEFAULT_CACHE_LIMIT,
             cache_bytes: OnceLock::new(),
             scratch,
-            verified_raw: Mutex::new(HashSet::new()),
+            trusted: TrustedCopies::default(),
         })
     }
 
@@ -221,20 +229,75 @@ impl LocalBlobService {
     /// `<store>/linkfarm/ab/<hex>@<variant>`, never evicted (GC removes copies no profile
     /// needs). Links to a copy share its inode, so its metadata: the caller names by `variant`
     /// what must differ between copies of one content (the mtime). A copy, never the object
-    /// itself, so a file modified through a link cannot corrupt the store.
+    /// itself, so a file modified through a link cannot corrupt the store; an existing copy is
+    /// re-hashed before it is re-used, so it cannot spread to new exports either.
     pub fn linkfarm_copy(&self, digest: &Digest, variant: &str) -> Result<PathBuf, BlobError> {
         let object = self.require(digest)?;
         let hex = digest.to_hex();
         let name = format!("{hex}{LINKFARM_VARIANT_SEPARATOR}{variant}");
         let dest = self.linkfarm.join(&hex[..2]).join(name);
         let expected = self.raw_size(&object)?;
-        if fs::metadata(&dest).map(|m| m.len()).ok() != Some(expected) {
-            self.materialize(&object, &dest)?;
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&dest, fs::Permissions::from_mode(0o444))
-                .map_err(BlobError::io("chmod", &dest))?;
+        if fs::metadata(&dest).map(|m| m.len()).ok() == Some(expected) {
+            // Links to it let users write to it: a copy is re-used only once it hashed right.
+            match File::open(&dest).and_then(|file| super::copies::hash_file(&file)) {
+                Ok(actual) if actual == *digest => return Ok(dest),
+                Ok(actual) => log::warn!(
+                    "linkfarm copy {} of object {digest} is damaged (it hashes to {actual}); \
+                     making it again (files already linked to it keep the damaged bytes)",
+                    dest.display()
+                ),
+                Err(e) => log::warn!(
+                    "cannot read the linkfarm copy {} of object {digest}: {e}; making it again",
+                    dest.display()
+                ),
+            }
         }
+        self.make_linkfarm_copy(&object, &dest)?;
         Ok(dest)
+    }
+
+    fn make_linkfarm_copy(&self, object: &StoredObject, dest: &Path) -> Result<(), BlobError> {
+        self.materialize(object, dest)?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dest, fs::Permissions::from_mode(0o444)).map_err(BlobError::io("chmod", dest))
+    }
+
+    /// Re-hashes every decompressed copy (`cache/blobs/`) and linkfarm copy. With `repair`, a
+    /// bad copy is made again from its object (verified on the way) or, if the object is bad
+    /// or gone too, dropped; without, it is only reported. Copies are caches: re-making one
+    /// loses nothing.
+    pub fn verify_copies(&self, repair: bool) -> Result<CopiesReport, BlobError> {
+        let remake = |path: &Path, digest: &Digest, linkfarm: bool| -> String {
+            self.trusted.forget(digest);
+            if !repair {
+                return "left in place (repair re-makes it)".to_string();
+            }
+            let made = self.require(digest).and_then(|object| {
+                if linkfarm {
+                    self.make_linkfarm_copy(&object, path)
+                } else {
+                    self.materialize(&object, path).map(drop)
+                }
+            });
+            match made {
+                Ok(()) if linkfarm => "re-made from its verified object; files hard-linked to it by \
+                     `hdist profile export --link hardlink` keep the damaged bytes: export again"
+                    .to_string(),
+                Ok(()) => "re-made from its verified object".to_string(),
+                Err(e) => drop_copy(path, &format!("it cannot be re-made: {e}")),
+            }
+        };
+        let mut report = check_copies(
+            &self.cache,
+            |name| Digest::from_hex(name).ok(),
+            |path, digest| remake(path, digest, false),
+        );
+        report.merge(check_copies(
+            &self.linkfarm,
+            Self::linkfarm_digest,
+            |path, digest| remake(path, digest, true),
+        ));
+        Ok(report)
     }
 
     /// The digest a linkfarm copy named `name` holds (see [`Self::linkfarm_copy`]; copies
@@ -353,44 +416,48 @@ impl BlobService for LocalBlobService {
     }
 
     fn open(&self, digest: &Digest) -> Result<File, BlobError> {
+        self.open_copy(digest).map(VerifiedCopy::into_file)
+    }
+
+    fn open_copy(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
         let object = self.require(digest)?;
         match object.codec {
-            Codec::Raw => {
-                let mut file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
-                if !self.verified_raw.lock().unwrap().contains(digest) {
-                    let mut hasher = DigestWriter::new();
-                    io::copy(&mut file, &mut hasher).map_err(BlobError::io("read", &object.path))?;
-                    check(&object, hasher.finish())?;
-                    file.seek(SeekFrom::Start(0))
-                        .map_err(BlobError::io("seek", &object.path))?;
-                    self.verified_raw.lock().unwrap().insert(*digest);
-                }
-                Ok(file)
-            }
+            // The object itself is handed out: a bad one is an error, there is nothing to
+            // re-make it from.
+            Codec::Raw => match self
+                .trusted
+                .open(digest, &object.path)
+                .map_err(BlobError::io("read", &object.path))?
+            {
+                Checked::Good(copy) => Ok(copy),
+                Checked::Missing => Err(BlobError::NotFound {
+                    digest: *digest,
+                    location: self.objects.clone(),
+                }),
+                Checked::Bad { actual } => Err(corrupt(&object, actual)),
+            },
             Codec::Zstd => {
+                // Copies are written without fsync and may have been written to since: a bad
+                // one is re-made from the object, which is verified on the way.
                 let cached = self.cache_path(digest);
-                if let Ok(mut file) = File::open(&cached) {
-                    if self.verified_raw.lock().unwrap().contains(digest) {
-                        return Ok(file);
-                    }
-                    // Copies are written without fsync and may have been touched since: each
-                    // process hashes a copy once before trusting it, and rebuilds a bad one.
-                    let mut hasher = DigestWriter::new();
-                    if io::copy(&mut file, &mut hasher).is_ok()
-                        && hasher.finish() == *digest
-                        && file.seek(SeekFrom::Start(0)).is_ok()
-                    {
-                        self.verified_raw.lock().unwrap().insert(*digest);
-                        return Ok(file);
-                    }
-                    log::warn!(
-                        "cached copy {} is damaged; decompressing it again",
+                match self.trusted.open(digest, &cached) {
+                    Ok(Checked::Good(copy)) => return Ok(copy),
+                    Ok(Checked::Missing) => {}
+                    Ok(Checked::Bad { actual }) => log::warn!(
+                        "decompressed copy {} of object {digest} is damaged (it hashes to \
+                         {actual}); making it again from the object",
                         cached.display()
-                    );
+                    ),
+                    Err(e) => log::warn!(
+                        "cannot read the decompressed copy {} of object {digest}: {e}; making \
+                         it again from the object",
+                        cached.display()
+                    ),
                 }
                 let file = self.fill_cache(&object)?;
-                self.verified_raw.lock().unwrap().insert(*digest);
-                Ok(file)
+                self.trusted
+                    .trust(digest, &cached, file)
+                    .map_err(BlobError::io("stat", &cached))
             }
         }
     }
@@ -613,12 +680,18 @@ fn check(object: &StoredObject, actual: Digest) -> Result<(), BlobError> {
     if actual == object.digest {
         Ok(())
     } else {
-        log::error!("object {} at {} is corrupt", object.digest, object.path.display());
-        Err(BlobError::Corrupt {
-            digest: object.digest,
-            path: object.path.clone(),
-            actual,
-        })
+        Err(corrupt(object, actual))
+    }
+}
+
+/// The error for an object whose bytes hash to `actual`, logged (a mount's log is where a
+/// reader who got EIO looks).
+fn corrupt(object: &StoredObject, actual: Digest) -> BlobError {
+    log::error!("object {} at {} is corrupt", object.digest, object.path.display());
+    BlobError::Corrupt {
+        digest: object.digest,
+        path: object.path.clone(),
+        actual,
     }
 }
 

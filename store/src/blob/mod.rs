@@ -8,9 +8,13 @@
 //!
 //! Every read is verified: a backend never hands out bytes whose hash it has not checked against
 //! the digest that was asked for. A corrupt object is an error naming it, never wrong bytes.
+//! Files handed out for reading in place are hashed once per process and then trusted by their
+//! stamp, re-hashed when it changes; see [`copies`] for that trust model.
 
+pub mod copies;
 mod local;
 
+pub use copies::{BadCopy, CopiesReport, VerifiedCopy};
 pub use local::{evict_oldest, walk_fanout, IngestBatch, LocalBlobService, PutOutcome, StoredObject};
 
 use std::fs::File;
@@ -95,6 +99,17 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
     /// Callers must not write to it. The content was verified when the file was produced; a
     /// backend may hand out the same underlying file to many callers.
     fn open(&self, digest: &Digest) -> Result<File, BlobError>;
+
+    /// [`BlobService::open`] for readers that keep the file: the file with the stamp it had
+    /// when its content was verified, so that [`VerifiedCopy::is_intact`] can tell later
+    /// whether it changed on disk since. Backends that hand out files other programs could
+    /// write to (local objects and copies) take the stamp at verification; the default takes
+    /// it now.
+    fn open_copy(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
+        let file = self.open(digest)?;
+        let name = PathBuf::from(digest.to_hex());
+        VerifiedCopy::new(file, *digest, name.clone()).map_err(BlobError::io("stat", name))
+    }
 
     /// Whether a reader of this object should use [`BlobService::read_at`] instead of
     /// [`BlobService::open`], because `open` would first fetch the whole object (a large file of

@@ -13,13 +13,16 @@
 //! Several mounts (even of different users, given permissions) may share one cache directory:
 //! every file reaches `objects/` by an atomic rename of identical bytes, so concurrent fills of
 //! the same object are harmless, and eviction only unlinks (open descriptors stay valid). A
-//! cached copy is re-hashed the first time a process uses it, so a torn write from a crash or
-//! a tampered cache is dropped and fetched again, never served.
+//! cached copy is re-hashed the first time a process uses it and whenever its stamp (inode,
+//! size, mtime, ctime) changed since (see [`crate::blob::copies`]), so a torn write from a
+//! crash or a tampered cache is dropped and fetched again, never served; the process's own
+//! LRU touches take a new stamp. [`CachedBlobService::verify_cache`] re-hashes every copy
+//! (`hdist store verify --cache DIR`).
 //!
 //! Large files published as chunks are never fetched whole by [`BlobService::read_at`]: only
 //! the chunks a read touches are fetched (and cached as objects of their own).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -29,7 +32,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
 use super::chunks::ChunkTable;
-use crate::blob::{BlobError, BlobService};
+use crate::blob::copies::{check_copies, drop_copy, Checked, TrustedCopies};
+use crate::blob::{BlobError, BlobService, CopiesReport, VerifiedCopy};
 use crate::hash::{Digest, DigestWriter};
 
 /// A use refreshes a cached file's mtime only if it is older than this (one syscall per
@@ -67,7 +71,7 @@ pub struct CachedBlobService {
     tmp: PathBuf,
     options: CacheOptions,
     bytes: OnceLock<AtomicU64>,
-    verified: Mutex<HashSet<Digest>>,
+    trusted: TrustedCopies,
     chunk_tables: RwLock<HashMap<Digest, Digest>>,
     inflight: Mutex<HashMap<Digest, Arc<InFlight>>>,
     counter: AtomicU64,
@@ -94,7 +98,7 @@ impl CachedBlobService {
             tmp,
             options,
             bytes: OnceLock::new(),
-            verified: Mutex::new(HashSet::new()),
+            trusted: TrustedCopies::default(),
             chunk_tables: RwLock::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             counter: AtomicU64::new(0),
@@ -128,28 +132,64 @@ impl CachedBlobService {
         self.path(digest).exists()
     }
 
-    /// The cached copy, verified once per process; a copy that fails is removed.
-    fn cached(&self, digest: &Digest) -> Option<File> {
+    /// The cached copy, hashed the first time this process uses it and then trusted while its
+    /// stamp is unchanged (see [`crate::blob::copies`]); a copy that fails is removed.
+    fn cached(&self, digest: &Digest) -> Option<VerifiedCopy> {
         let path = self.path(digest);
-        let mut file = File::open(&path).ok()?;
-        if !self.verified.lock().unwrap().contains(digest) {
-            let mut hasher = DigestWriter::new();
-            let hashed = io::copy(&mut file, &mut hasher).is_ok();
-            let actual = hasher.finish();
-            if !hashed || actual != *digest {
+        match self.trusted.open(digest, &path) {
+            Ok(Checked::Good(copy)) => {
+                if touch(copy.file()) {
+                    self.trusted.restamp(&copy);
+                }
+                Some(copy)
+            }
+            Ok(Checked::Missing) => None,
+            Ok(Checked::Bad { actual }) => {
                 log::error!(
                     "cached copy {} is corrupt (hashes to {actual}); removing it and fetching again",
                     path.display()
                 );
                 let _ = fs::remove_file(&path);
-                return None;
+                None
             }
-            self.verified.lock().unwrap().insert(*digest);
-            // Fresh descriptor: the hashing moved the offset.
-            file = File::open(&path).ok()?;
+            Err(e) => {
+                log::error!(
+                    "cached copy {} cannot be read ({e}); removing it and fetching again",
+                    path.display()
+                );
+                self.trusted.forget(digest);
+                let _ = fs::remove_file(&path);
+                None
+            }
         }
-        touch(&file);
-        Some(file)
+    }
+
+    /// Re-hashes every copy in the cache at `root` (no mount needed: `hdist store verify
+    /// --cache`). With `repair`, bad copies are dropped (a mount fetches them again when they
+    /// are next read); without, they are only reported.
+    pub fn verify_cache(root: &Path, repair: bool) -> Result<CopiesReport, BlobError> {
+        let objects = root.join("objects");
+        if !objects.is_dir() {
+            return Err(BlobError::Io {
+                action: "open the remote cache",
+                path: objects,
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no objects/ directory: not a cache made by `hdist mount --remote --cache`",
+                ),
+            });
+        }
+        Ok(check_copies(
+            &objects,
+            |name| Digest::from_hex(name).ok(),
+            |path, _| {
+                if repair {
+                    drop_copy(path, "a mount fetches it again when it is next read")
+                } else {
+                    "left in place (repair drops it)".to_string()
+                }
+            },
+        ))
     }
 
     fn counter(&self) -> &AtomicU64 {
@@ -170,18 +210,24 @@ impl CachedBlobService {
     }
 
     /// Moves a verified temp file into place and accounts for it.
-    fn install(&self, digest: &Digest, tmp: &Path, len: u64) -> Result<File, BlobError> {
+    fn install(&self, digest: &Digest, tmp: &Path, len: u64) -> Result<VerifiedCopy, BlobError> {
         let dest = self.path(digest);
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(BlobError::io("create directory", parent))?;
         }
         fs::rename(tmp, &dest).map_err(BlobError::io("rename into cache", &dest))?;
-        self.verified.lock().unwrap().insert(*digest);
+        // Opened before eviction runs: even if the new copy is evicted at once, this handle
+        // keeps reading it.
+        let file = File::open(&dest).map_err(BlobError::io("open", &dest))?;
+        let copy = self
+            .trusted
+            .trust(digest, &dest, file)
+            .map_err(BlobError::io("stat", &dest))?;
         let total = self.counter().fetch_add(len, Ordering::Relaxed) + len;
         if total > self.options.limit {
             self.evict();
         }
-        File::open(&dest).map_err(BlobError::io("open", &dest))
+        Ok(copy)
     }
 
     /// Adds content that was verified elsewhere (a tree pack's entries). Checks the digest
@@ -204,7 +250,7 @@ impl CachedBlobService {
     }
 
     /// The object as a cached file, fetching it (once, however many threads ask) if needed.
-    fn ensure(&self, digest: &Digest) -> Result<File, BlobError> {
+    fn ensure(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
         loop {
             if let Some(file) = self.cached(digest) {
                 return Ok(file);
@@ -257,7 +303,7 @@ impl CachedBlobService {
     }
 
     /// Fetches an object into the cache.
-    fn fill(&self, digest: &Digest) -> Result<File, BlobError> {
+    fn fill(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
         if let Some(table) = self.table_of(digest)? {
             return self.assemble(digest, &table);
         }
@@ -269,14 +315,14 @@ impl CachedBlobService {
     }
 
     /// Builds a chunked file from its chunks (fetched in parallel), checking the whole.
-    fn assemble(&self, digest: &Digest, table: &ChunkTable) -> Result<File, BlobError> {
+    fn assemble(&self, digest: &Digest, table: &ChunkTable) -> Result<VerifiedCopy, BlobError> {
         self.fetch_all(&table.chunks)?;
         let tmp = self.fresh_tmp();
         let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
         let mut hasher = DigestWriter::new();
         let mut total = 0u64;
         for chunk in &table.chunks {
-            let mut file = self.ensure(chunk)?;
+            let mut file = self.ensure(chunk)?.into_file();
             let mut data = Vec::new();
             file.read_to_end(&mut data)
                 .map_err(BlobError::io("read", self.path(chunk)))?;
@@ -362,14 +408,15 @@ impl BlobService for CachedBlobService {
         if let Some(table) = self.table_of(digest)? {
             return Ok(table.file_size);
         }
-        let file = self.ensure(digest)?;
-        file.metadata()
+        let copy = self.ensure(digest)?;
+        copy.file()
+            .metadata()
             .map(|m| m.len())
             .map_err(BlobError::io("stat", self.path(digest)))
     }
 
     fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
-        let mut file = self.ensure(digest)?;
+        let mut file = self.ensure(digest)?.into_file();
         let mut out = Vec::new();
         file.read_to_end(&mut out)
             .map_err(BlobError::io("read", self.path(digest)))?;
@@ -377,6 +424,10 @@ impl BlobService for CachedBlobService {
     }
 
     fn open(&self, digest: &Digest) -> Result<File, BlobError> {
+        self.ensure(digest).map(VerifiedCopy::into_file)
+    }
+
+    fn open_copy(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
         self.ensure(digest)
     }
 
@@ -385,14 +436,16 @@ impl BlobService for CachedBlobService {
     }
 
     fn read_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> Result<usize, BlobError> {
-        if let Some(file) = self.cached(digest) {
-            return file
+        if let Some(copy) = self.cached(digest) {
+            return copy
+                .file()
                 .read_at(buf, offset)
                 .map_err(BlobError::io("read", self.path(digest)));
         }
         let Some(table) = self.table_of(digest)? else {
-            let file = self.ensure(digest)?;
-            return file
+            let copy = self.ensure(digest)?;
+            return copy
+                .file()
                 .read_at(buf, offset)
                 .map_err(BlobError::io("read", self.path(digest)));
         };
@@ -415,6 +468,7 @@ impl BlobService for CachedBlobService {
             let mut got = 0;
             while got < want {
                 let n = chunk
+                    .file()
                     .read_at(&mut buf[filled + got..filled + want], from - start + got as u64)
                     .map_err(BlobError::io("read", self.path(&table.chunks[index])))?;
                 if n == 0 {
@@ -431,17 +485,16 @@ impl BlobService for CachedBlobService {
     }
 }
 
-fn touch(file: &File) {
+/// Refreshes the mtime (LRU age) of a copy last touched over a minute ago; whether it did.
+fn touch(file: &File) -> bool {
     let now = SystemTime::now();
     let stale = file
         .metadata()
         .and_then(|m| m.modified())
         .map(|m| now.duration_since(m).unwrap_or_default() > TOUCH_EVERY)
         .unwrap_or(false);
-    if stale {
-        // Best effort: another user's file in a shared cache cannot be touched; it then ages.
-        let _ = file.set_modified(now);
-    }
+    // Best effort: another user's file in a shared cache cannot be touched; it then ages.
+    stale && file.set_modified(now).is_ok()
 }
 
 /// Removes temp files older than an hour (left by killed processes; a live download is

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::RemoteError;
-use crate::blob::{BlobError, BlobService};
+use crate::blob::{BlobError, BlobService, VerifiedCopy};
 use crate::hash::Digest;
 use crate::scratch::Scratch;
 
@@ -74,6 +74,11 @@ impl BlobService for RecordingBlobService {
     fn open(&self, digest: &Digest) -> Result<File, BlobError> {
         self.note(digest);
         self.inner.open(digest)
+    }
+
+    fn open_copy(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
+        self.note(digest);
+        self.inner.open_copy(digest)
     }
 
     fn prefers_ranged_reads(&self, digest: &Digest) -> bool {
