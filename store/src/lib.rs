@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod gc;
 pub mod glob;
 pub mod hash;
+pub mod http_limits;
 pub mod index;
 pub mod modes;
 pub mod profile;
