@@ -19,7 +19,7 @@ use reqwest::StatusCode;
 
 use super::{FetchEvent, SourceError};
 use crate::hash::{Digest, DigestWriter};
-use crate::http_limits::{BodyLimits, BoundedBody, MinRate};
+use crate::http_limits::{BodyError, BodyLimits, BoundedBody, MinRate};
 
 /// How hard a download tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,7 +280,17 @@ fn copy_body(
             Err(e) => break Some(e),
         }
     };
+    // A limit of ours (too slow) names itself; a short body otherwise says what it lacked.
+    let ours = read_error
+        .as_ref()
+        .and_then(|e| e.get_ref())
+        .and_then(|inner| inner.downcast_ref::<BodyError>())
+        .is_some_and(|e| !matches!(e, BodyError::Transport { .. }));
     match (partial.total, read_error) {
+        (_, Some(e)) if ours => Err(Failure::retry(SourceError::Network {
+            url: url.to_string(),
+            source: Box::new(e),
+        })),
         (Some(total), _) if partial.received < total => Err(Failure::retry(SourceError::Truncated {
             url: url.to_string(),
             expected: total,
