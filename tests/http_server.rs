@@ -36,6 +36,7 @@ struct Faults {
     /// Bytes per write and pause between writes of a dribbled body.
     dribble_pace: (usize, Duration),
     endless: u32,
+    bomb: u32,
     misstate: u32,
     /// What a misstated `Content-Length` adds to the true length.
     misstate_by: i64,
@@ -50,6 +51,7 @@ enum Fault {
     Stall,
     Dribble(usize, Duration),
     Endless,
+    Bomb,
     Misstate(i64),
 }
 
@@ -147,6 +149,12 @@ impl HttpServer {
     /// them, without end (until the client goes away or the server stops).
     pub fn endless_next(&self, n: u32) {
         self.shared.faults.lock().unwrap().endless = n;
+    }
+
+    /// The next `n` responses are an endless valid zstd frame (no length, 128 KiB of output
+    /// per 4 bytes of body): a decompression bomb without end.
+    pub fn bomb_next(&self, n: u32) {
+        self.shared.faults.lock().unwrap().bomb = n;
     }
 
     /// The next `n` responses announce a `Content-Length` of the true length plus `by`, then
@@ -263,6 +271,8 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
             Some(Fault::Dribble(faults.dribble_pace.0, faults.dribble_pace.1))
         } else if take(&mut faults.endless) {
             Some(Fault::Endless)
+        } else if take(&mut faults.bomb) {
+            Some(Fault::Bomb)
         } else if take(&mut faults.misstate) {
             Some(Fault::Misstate(faults.misstate_by))
         } else {
@@ -281,7 +291,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
             return;
         }
         Some(Fault::Endless) => {
-            send_endless(&mut stream, shared);
+            send_endless(&mut stream, shared, b"", b"x");
+            return;
+        }
+        Some(Fault::Bomb) => {
+            send_endless(&mut stream, shared, &ZSTD_OPEN_FRAME, &ZSTD_RLE_BLOCK);
             return;
         }
         _ => {}
@@ -365,14 +379,23 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
     }
 }
 
-/// Sends a `200` without a length and then bytes without end, as fast as the client reads
-/// them, until it goes away or the server stops (bounded by the server's lifetime).
-fn send_endless(stream: &mut TcpStream, shared: &Shared) {
+/// A zstd frame header without content size or checksum, window 128 KiB (RFC 8878 3.1.1.1).
+const ZSTD_OPEN_FRAME: [u8; 6] = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38];
+/// One RLE block, not the last: 128 KiB of `x` (header: size << 3 | RLE << 1, little-endian).
+const ZSTD_RLE_BLOCK: [u8; 4] = [0x02, 0x00, 0x10, b'x'];
+
+/// Sends a `200` without a length, then `start`, then `unit` repeated without end, as fast as
+/// the client reads, until it goes away or the server stops (bounded by the server's lifetime).
+fn send_endless(stream: &mut TcpStream, shared: &Shared, start: &[u8], unit: &[u8]) {
     let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
-    if stream.write_all(head.as_bytes()).is_err() {
+    if stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(start))
+        .is_err()
+    {
         return;
     }
-    let block = vec![b'x'; 64 << 10];
+    let block = unit.repeat((64 << 10) / unit.len());
     let deadline = Instant::now() + LIFETIME;
     while !shared.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
         if stream.write_all(&block).is_err() {
@@ -486,4 +509,55 @@ fn serves_ranges_and_faults() {
     let mut rest = Vec::new();
     let _ = hung.read_to_end(&mut rest);
     assert!(rest.is_empty());
+}
+
+#[test]
+fn dribbles_misstates_pauses_and_sends_endless_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+    let server = HttpServer::start(dir.path());
+    let send = |path: &str| {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        stream
+    };
+    let get = |path: &str| {
+        let mut out = String::new();
+        let _ = send(path).read_to_string(&mut out);
+        out
+    };
+    server.dribble_next(1, 3, Duration::from_millis(50));
+    let started = Instant::now();
+    let dribbled = get("/f");
+    assert!(dribbled.ends_with("\r\n\r\n0123456789"), "{dribbled}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
+    server.misstate_length_next(1, -4);
+    let short = get("/f");
+    assert!(
+        short.contains("Content-Length: 6\r\n") && short.ends_with("0123456789"),
+        "{short}"
+    );
+    server.endless_next(1);
+    let mut endless = send("/f");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0;
+    while got < buf.len() {
+        got += endless.read(&mut buf[got..]).unwrap();
+    }
+    assert!(buf.ends_with(b"xxxx"));
+    drop(endless);
+    server.pause();
+    let mut paused = send("/f");
+    paused.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(paused.read(&mut buf).is_err(), "a paused server answered");
+    server.resume();
+    paused.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = paused.read_to_end(&mut out);
+    assert!(String::from_utf8_lossy(&out).ends_with("0123456789"));
 }

@@ -120,7 +120,11 @@ impl Node {
     fn assert_eio_within_bound(&self, i: usize, fault: &str) -> Duration {
         let (result, took) = self.timed_read(i);
         eprintln!("{fault}: file {i}: {:?} after {took:?}", result.as_ref().err());
-        assert_eq!(result.err(), Some(Some(libc::EIO)), "{fault}: file {i} did not give EIO");
+        assert_eq!(
+            result.err(),
+            Some(Some(libc::EIO)),
+            "{fault}: file {i} did not give EIO"
+        );
         assert!(
             took < FIRST_FAILURE,
             "{fault}: EIO took {took:?}, the bound is {FIRST_FAILURE:?}"
@@ -133,8 +137,15 @@ impl Node {
     fn assert_fails_fast_without_requests(&self, i: usize, fault: &str) {
         let before = self.server.requests();
         let (result, took) = self.timed_read(i);
-        eprintln!("{fault}: file {i} while marked down: {:?} after {took:?}", result.as_ref().err());
-        assert_eq!(result.err(), Some(Some(libc::EIO)), "{fault}: file {i} did not give EIO");
+        eprintln!(
+            "{fault}: file {i} while marked down: {:?} after {took:?}",
+            result.as_ref().err()
+        );
+        assert_eq!(
+            result.err(),
+            Some(Some(libc::EIO)),
+            "{fault}: file {i} did not give EIO"
+        );
         assert!(
             took < FAST_FAILURE,
             "{fault}: a read while the mirror is down took {took:?} (bound {FAST_FAILURE:?})"
@@ -149,7 +160,11 @@ impl Node {
     /// File 0 (cached before the fault) still reads, quickly.
     fn assert_cached_readable(&self, fault: &str) {
         let (result, took) = self.timed_read(0);
-        assert_eq!(result.ok(), Some(content(0)), "{fault}: the cached file is not readable");
+        assert_eq!(
+            result.ok(),
+            Some(content(0)),
+            "{fault}: the cached file is not readable"
+        );
         assert!(took < FAST_FAILURE, "{fault}: the cached read took {took:?}");
     }
 
@@ -216,7 +231,8 @@ fn stopped_server_first_read_bounded_later_reads_fail_at_once_then_recover() {
         assert!(took < FAST_FAILURE, "a read during the penalty took {took:?}");
     }
     assert!(
-        wait_for(PENALTY * 2, || fs::read(node.file(3)).is_ok_and(|b| b == content(3))),
+        wait_for(PENALTY * 2, || fs::read(node.file(3))
+            .is_ok_and(|b| b == content(3))),
         "no recovery within {:?} of the server's return",
         PENALTY * 2
     );
@@ -284,6 +300,21 @@ fn endless_body_keeps_memory_bounded() {
 }
 
 #[test]
+fn endless_decompression_bomb_keeps_memory_and_time_bounded() {
+    let Some(node) = node() else { return };
+    let pid = node.daemon_pid();
+    node.server.bomb_next(1000);
+    node.assert_eio_within_bound(1, "endless zstd frame");
+    let after = peak_rss_kib(pid);
+    eprintln!("endless zstd frame: daemon VmHWM {after} KiB");
+    assert!(
+        after < ENDLESS_PEAK_LIMIT_KIB,
+        "endless zstd frame: the daemon peaked at {after} KiB (limit {ENDLESS_PEAK_LIMIT_KIB} KiB)"
+    );
+    node.assert_cached_readable("endless zstd frame");
+}
+
+#[test]
 fn dribbled_manifest_fails_the_mount_within_the_deadline() {
     if !fuse_available() {
         return;
@@ -318,7 +349,10 @@ fn dribbled_manifest_fails_the_mount_within_the_deadline() {
     let took = started.elapsed();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "mounted from a dribbled manifest: {stderr}");
+    assert!(
+        !output.status.success(),
+        "mounted from a dribbled manifest: {stderr}"
+    );
     assert!(stderr.contains("manifest.json"), "{stderr}");
     assert!(
         took < FIRST_FAILURE + Duration::from_secs(1),

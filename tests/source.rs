@@ -519,9 +519,7 @@ fn dribbling_server_fails_the_throughput_floor_and_is_resumed() {
         .spawn()
         .unwrap();
     let bound = Duration::from_secs(10);
-    if !crate::util::wait_for(Duration::from_secs(30), || {
-        child.try_wait().unwrap().is_some()
-    }) {
+    if !crate::util::wait_for(Duration::from_secs(30), || child.try_wait().unwrap().is_some()) {
         // SAFETY: a plain signal to the child this test started, by its PID.
         unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         let _ = child.wait();

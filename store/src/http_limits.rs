@@ -73,7 +73,7 @@ pub struct BodyLimits {
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
     /// The response's deadline passed.
-    #[error("the response did not complete within {budget:?} ({received} bytes of body received)")]
+    #[error("the response did not complete within {budget:?} ({received} bytes received)")]
     DeadlinePassed { budget: Duration, received: u64 },
     /// The body kept a slower pace than the floor.
     #[error(
@@ -137,6 +137,12 @@ impl<R: Read> BoundedBody<R> {
     /// Body bytes received so far.
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// The deadline of the whole response, if any (for consumers that do long work between
+    /// reads, such as decompressing a bomb: they check it too).
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.limits.deadline
     }
 
     /// Whether a read failed because of the connection or a limit.
@@ -256,7 +262,11 @@ mod tests {
         let error = error_of(io::copy(&mut body, &mut io::sink()));
         assert!(matches!(error, BodyError::DeadlinePassed { .. }), "{error}");
         assert!(body.failed());
-        assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -285,7 +295,10 @@ mod tests {
             ..BodyLimits::default()
         };
         let error = error_of(io::copy(&mut BoundedBody::new(endless, limits), &mut io::sink()));
-        assert!(matches!(error, BodyError::TooLarge { limit: 1_048_576 }), "{error}");
+        assert!(
+            matches!(error, BodyError::TooLarge { limit: 1_048_576 }),
+            "{error}"
+        );
 
         let fast = Dribble {
             left: 100_000,

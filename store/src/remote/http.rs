@@ -13,7 +13,9 @@
 //!   body) is marked down for [`MIRROR_PENALTY`]; requests skip it meanwhile, and when every
 //!   mirror is down a request fails at once, without touching the network, until a penalty
 //!   expires. A mirror that answers with bytes that do not verify is not marked down (it is
-//!   reachable; the object is refused and the next mirror asked).
+//!   reachable; the object is refused and the next mirror asked); the refused object itself
+//!   then fails at once for [`MIRROR_PENALTY`] (a `stat` and an `open` of one file do not
+//!   fetch it twice).
 //! - **Memory.** Bodies are streamed: decompressed and hashed piece by piece straight into the
 //!   caller's file ([`BlobService::copy_to`], what the node's cache uses), never held whole; a
 //!   body may not exceed [`HttpOptions::max_object`] (compressed or decompressed), so an endless
@@ -22,6 +24,7 @@
 //! Every object is checked against its digest before it is returned; a mismatch is logged and
 //! refused.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
@@ -36,7 +39,7 @@ use reqwest::StatusCode;
 use super::{object_path, RemoteError};
 use crate::blob::{BlobError, BlobService};
 use crate::hash::{Digest, DigestWriter};
-use crate::http_limits::{BodyLimits, BoundedBody, Deadline};
+use crate::http_limits::{BodyError, BodyLimits, BoundedBody, Deadline};
 
 /// How long a failed mirror is skipped (and, when every mirror is down, how long requests
 /// fail at once without trying).
@@ -56,8 +59,9 @@ pub struct HttpOptions {
     pub retries: u32,
     /// First retry delay, doubled each time.
     pub backoff: Duration,
-    /// Largest object accepted, compressed or decompressed (objects are streamed to disk;
-    /// large files arrive as 1 MiB chunks).
+    /// Largest object accepted, compressed or decompressed (objects are streamed to disk; the
+    /// largest published ones are files of up to 4 MiB, larger files arriving as 1 MiB chunks,
+    /// and a profile's tree pack). Also what a decompression bomb may cost on disk.
     pub max_object: u64,
 }
 
@@ -67,7 +71,7 @@ impl Default for HttpOptions {
             timeout: Duration::from_secs(5),
             retries: 2,
             backoff: Duration::from_millis(100),
-            max_object: 512 << 20,
+            max_object: 64 << 20,
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct HttpBlobService {
     options: HttpOptions,
     preferred: AtomicUsize,
     down: Mutex<Vec<Option<Down>>>,
+    /// Objects refused lately (their bytes did not verify), with when and why.
+    refused: Mutex<HashMap<Digest, (Instant, String)>>,
     stats: HttpStats,
 }
 
@@ -123,6 +129,10 @@ enum Reply<T> {
     },
     NotModified,
 }
+
+/// What is done with a good response's body (given its URL): a manifest is kept in memory, an
+/// object decoded into a file.
+type Consumer<'a, T> = dyn FnMut(&str, &mut BoundedBody<Response>) -> Result<T, Refusal> + 'a;
 
 /// How consuming a body failed.
 enum Refusal {
@@ -199,6 +209,7 @@ impl HttpBlobService {
             options,
             preferred: AtomicUsize::new(0),
             down: Mutex::new(vec![None; mirrors.len()]),
+            refused: Mutex::new(HashMap::new()),
             stats: HttpStats::default(),
         })
     }
@@ -242,16 +253,14 @@ impl HttpBlobService {
         path: &str,
         etag: Option<&str>,
         max_bytes: u64,
-        consume: &mut dyn FnMut(&str, &mut BoundedBody<Response>) -> Result<T, Refusal>,
+        consume: &mut Consumer<'_, T>,
     ) -> Result<Option<Reply<T>>, RemoteError> {
         let start = self.preferred.load(Ordering::Relaxed);
         let n = self.mirrors.len();
         let now = Instant::now();
         let down: Vec<Option<Down>> = {
             let down = self.down.lock().unwrap();
-            down.iter()
-                .map(|d| d.clone().filter(|d| d.until > now))
-                .collect()
+            down.iter().map(|d| d.clone().filter(|d| d.until > now)).collect()
         };
         let mut errors = Vec::new();
         let mut refused = None;
@@ -330,7 +339,7 @@ impl HttpBlobService {
         etag: Option<&str>,
         deadline: Deadline,
         max_bytes: u64,
-        consume: &mut dyn FnMut(&str, &mut BoundedBody<Response>) -> Result<T, Refusal>,
+        consume: &mut Consumer<'_, T>,
     ) -> Attempt<T> {
         let Some(left) = deadline.remaining() else {
             return Attempt::Transient(format!("no time left of the {:?} deadline", deadline.budget()));
@@ -387,6 +396,18 @@ impl HttpBlobService {
     /// unverified bytes.
     fn fetch_into(&self, digest: &Digest, out: &mut dyn Sink) -> Result<u64, BlobError> {
         let path = object_path(digest);
+        if let Some((at, reason)) = self.refused.lock().unwrap().get(digest) {
+            if at.elapsed() < MIRROR_PENALTY {
+                return Err(BlobError::Io {
+                    action: "fetch",
+                    path: PathBuf::from(&path),
+                    source: io::Error::other(format!(
+                        "refused {:.1} s ago ({reason}); not fetched again for {MIRROR_PENALTY:?}",
+                        at.elapsed().as_secs_f64()
+                    )),
+                });
+            }
+        }
         let max = self.options.max_object;
         let mut decode = |url: &str, body: &mut BoundedBody<Response>| {
             out.reset()
@@ -407,6 +428,7 @@ impl HttpBlobService {
                     Ok(len)
                 }
                 Err(Decode::Write(e)) => Err(Refusal::Local(BlobError::io("write", "fetched object")(e))),
+                Err(Decode::Deadline(e)) => Err(Refusal::Transport(error_chain(&e))),
                 Err(Decode::Read(e)) if body.failed() => Err(Refusal::Transport(error_chain(&e))),
                 Err(Decode::Read(source)) => {
                     log::error!("refusing object {digest} from {url}: it does not decompress ({source})");
@@ -425,7 +447,14 @@ impl HttpBlobService {
                 digest: *digest,
                 location: PathBuf::from(self.mirrors.join(" ")),
             }),
-            Err(RemoteError::Blob(e)) => Err(e),
+            Err(RemoteError::Blob(e)) => {
+                if matches!(e, BlobError::Corrupt { .. } | BlobError::Undecodable { .. }) {
+                    let mut refused = self.refused.lock().unwrap();
+                    refused.retain(|_, (at, _)| at.elapsed() < MIRROR_PENALTY);
+                    refused.insert(*digest, (Instant::now(), e.to_string()));
+                }
+                Err(e)
+            }
             Err(e) => Err(BlobError::Io {
                 action: "fetch",
                 path: PathBuf::from(&path),
@@ -448,6 +477,9 @@ enum Decode {
     Read(io::Error),
     /// Writing the output.
     Write(io::Error),
+    /// The deadline passed while decompressing (a body that expands enormously is read
+    /// rarely, so the body's own check would come late).
+    Deadline(io::Error),
 }
 
 /// Decompresses `body` in pieces into `hasher` and `out`; at most `max` bytes of output.
@@ -457,10 +489,18 @@ fn decode_piecewise(
     hasher: &mut DigestWriter,
     out: &mut dyn Write,
 ) -> Result<u64, Decode> {
+    let deadline = body.deadline();
     let mut decoder = zstd::stream::read::Decoder::new(body).map_err(Decode::Read)?;
     let mut piece = vec![0u8; PIECE];
     let mut total = 0u64;
     loop {
+        if let Some(deadline) = deadline.filter(|d| d.remaining().is_none()) {
+            let passed = BodyError::DeadlinePassed {
+                budget: deadline.budget(),
+                received: total,
+            };
+            return Err(Decode::Deadline(io::Error::new(io::ErrorKind::TimedOut, passed)));
+        }
         let n = match decoder.read(&mut piece) {
             Ok(0) => return Ok(total),
             Ok(n) => n,
