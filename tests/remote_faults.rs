@@ -12,7 +12,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::http_server::HttpServer;
-use crate::util::{fuse_available, hdist_bin, is_mounted, run_ok, wait_for, MountGuard, TestStore};
+use crate::util::{
+    fuse_available, hdist_bin, is_mounted, proc_status_kib, run_ok, wait_for, MountGuard, TestStore,
+};
 
 /// `--timeout` of every mount here.
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,6 +64,23 @@ fn published() -> (TestStore, PathBuf, String) {
     (t, out, key)
 }
 
+/// `hdist mount --remote SERVER --key KEY --timeout … --cache … EXTRA… p MNT`, profile `p` of
+/// the store published by `t` on `t`'s `mnt`.
+fn mount_command(t: &TestStore, server: &HttpServer, key: &str, extra: &[&str]) -> Command {
+    let mut command = Command::new(hdist_bin());
+    command
+        .args(["mount", "--remote", &server.base(), "--key", key])
+        .arg("--timeout")
+        .arg(TIMEOUT.as_secs().to_string())
+        .arg("--cache")
+        .arg(t.path("cache"))
+        .args(extra)
+        .arg("p")
+        .arg(t.path("mnt"))
+        .env("HOME", t.dir.path());
+    command
+}
+
 /// Publishes, serves and mounts (polling off: every request the server sees is a read's);
 /// reads file 0 so that it is cached.
 fn node() -> Option<Node> {
@@ -73,17 +92,7 @@ fn node() -> Option<Node> {
     let mnt = t.path("mnt");
     fs::create_dir_all(&mnt).unwrap();
     let guard = MountGuard::new(&mnt);
-    run_ok(
-        Command::new(hdist_bin())
-            .args(["mount", "--remote", &server.base(), "--key", &key, "--poll", "0"])
-            .arg("--timeout")
-            .arg(TIMEOUT.as_secs().to_string())
-            .arg("--cache")
-            .arg(t.path("cache"))
-            .arg("p")
-            .arg(&mnt)
-            .env("HOME", t.dir.path()),
-    );
+    run_ok(&mut mount_command(&t, &server, &key, &["--poll", "0"]));
     assert!(is_mounted(&mnt));
     let node = Node {
         server,
@@ -116,8 +125,8 @@ impl Node {
         }
     }
 
-    /// An uncached read gets EIO within [`FIRST_FAILURE`].
-    fn assert_eio_within_bound(&self, i: usize, fault: &str) -> Duration {
+    /// Reading file `i` gets EIO in less than `bound`; returns how long it took.
+    fn assert_eio_within(&self, i: usize, bound: Duration, fault: &str) -> Duration {
         let (result, took) = self.timed_read(i);
         eprintln!("{fault}: file {i}: {:?} after {took:?}", result.as_ref().err());
         assert_eq!(
@@ -126,35 +135,35 @@ impl Node {
             "{fault}: file {i} did not give EIO"
         );
         assert!(
-            took < FIRST_FAILURE,
-            "{fault}: EIO took {took:?}, the bound is {FIRST_FAILURE:?}"
+            took < bound,
+            "{fault}: EIO for file {i} took {took:?}, the bound is {bound:?}"
         );
         took
+    }
+
+    /// An uncached read gets EIO within [`FIRST_FAILURE`].
+    fn assert_eio_within_bound(&self, i: usize, fault: &str) -> Duration {
+        self.assert_eio_within(i, FIRST_FAILURE, fault)
     }
 
     /// Right after a failure the mirror is down: another uncached read fails at once and
     /// the server sees no request.
     fn assert_fails_fast_without_requests(&self, i: usize, fault: &str) {
         let before = self.server.requests();
-        let (result, took) = self.timed_read(i);
-        eprintln!(
-            "{fault}: file {i} while marked down: {:?} after {took:?}",
-            result.as_ref().err()
-        );
-        assert_eq!(
-            result.err(),
-            Some(Some(libc::EIO)),
-            "{fault}: file {i} did not give EIO"
-        );
-        assert!(
-            took < FAST_FAILURE,
-            "{fault}: a read while the mirror is down took {took:?} (bound {FAST_FAILURE:?})"
-        );
+        self.assert_eio_within(i, FAST_FAILURE, &format!("{fault} (mirror marked down)"));
         let during = self.server.requests() - before;
         assert_eq!(
             during, 0,
             "{fault}: the server got {during} request(s) while the mirror was marked down"
         );
+    }
+
+    /// The whole check for a fault that fails the mirror: file 1 gets EIO within the bound,
+    /// file 2 at once without a request, file 0 (cached) still reads.
+    fn assert_mirror_fault(&self, fault: &str) {
+        self.assert_eio_within_bound(1, fault);
+        self.assert_fails_fast_without_requests(2, fault);
+        self.assert_cached_readable(fault);
     }
 
     /// File 0 (cached before the fault) still reads, quickly.
@@ -189,14 +198,20 @@ impl Node {
     }
 }
 
-/// Peak resident memory of `pid` in KiB (`VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/PID/status")
+/// Peak memory of the mount daemon allowed after endless bodies (it starts near 16 MiB).
+const PEAK_LIMIT_KIB: u64 = 128 << 10;
+
+impl Node {
+    /// The daemon's peak resident memory (`VmHWM`) stayed under [`PEAK_LIMIT_KIB`].
+    fn assert_peak_memory_bounded(&self, fault: &str) {
+        let peak = proc_status_kib(self.daemon_pid(), "VmHWM");
+        assert!(peak > 0, "{fault}: no VmHWM for the daemon");
+        eprintln!("{fault}: daemon VmHWM {peak} KiB");
+        assert!(
+            peak < PEAK_LIMIT_KIB,
+            "{fault}: the daemon peaked at {peak} KiB (limit {PEAK_LIMIT_KIB} KiB)"
+        );
+    }
 }
 
 #[test]
@@ -204,9 +219,7 @@ fn dribbled_body_gives_eio_within_the_deadline() {
     let Some(node) = node() else { return };
     // One byte every 20 ms: each read of the socket succeeds, only the total is too slow.
     node.server.dribble_next(1000, 1, Duration::from_millis(20));
-    node.assert_eio_within_bound(1, "dribbled body");
-    node.assert_fails_fast_without_requests(2, "dribbled body");
-    node.assert_cached_readable("dribbled body");
+    node.assert_mirror_fault("dribbled body");
 }
 
 #[test]
@@ -215,20 +228,13 @@ fn stopped_server_first_read_bounded_later_reads_fail_at_once_then_recover() {
     node.server.pause();
     node.assert_eio_within_bound(1, "stopped server");
     let failed_at = Instant::now();
-    let (result, took) = node.timed_read(2);
-    assert_eq!(result.err(), Some(Some(libc::EIO)));
-    assert!(
-        took < FAST_FAILURE,
-        "stopped server: a later read took {took:?} (bound {FAST_FAILURE:?})"
-    );
+    node.assert_eio_within(2, FAST_FAILURE, "stopped server, later read");
     node.assert_cached_readable("stopped server");
     // Back, but the mirror is still marked down: reads keep failing at once until the
     // penalty expires, then they work again.
     node.server.resume();
-    let (result, took) = node.timed_read(3);
     if failed_at.elapsed() < PENALTY - Duration::from_millis(500) {
-        assert_eq!(result.err(), Some(Some(libc::EIO)), "read during the penalty");
-        assert!(took < FAST_FAILURE, "a read during the penalty took {took:?}");
+        node.assert_eio_within(3, FAST_FAILURE, "server back, during the penalty");
     }
     assert!(
         wait_for(PENALTY * 2, || fs::read(node.file(3))
@@ -247,18 +253,14 @@ fn stopped_server_first_read_bounded_later_reads_fail_at_once_then_recover() {
 fn truncated_body_gives_eio_and_marks_the_mirror_down() {
     let Some(node) = node() else { return };
     node.server.truncate_next(1000);
-    node.assert_eio_within_bound(1, "truncated body");
-    node.assert_fails_fast_without_requests(2, "truncated body");
-    node.assert_cached_readable("truncated body");
+    node.assert_mirror_fault("truncated body");
 }
 
 #[test]
 fn server_errors_give_eio_and_mark_the_mirror_down() {
     let Some(node) = node() else { return };
     node.server.fail_next(1000);
-    node.assert_eio_within_bound(1, "HTTP 500");
-    node.assert_fails_fast_without_requests(2, "HTTP 500");
-    node.assert_cached_readable("HTTP 500");
+    node.assert_mirror_fault("HTTP 500");
 }
 
 #[test]
@@ -278,39 +280,23 @@ fn wrong_content_length_gives_eio_within_the_deadline() {
     node.assert_cached_readable("Content-Length too long");
 }
 
-/// Peak memory of the mount daemon after four reads of endless bodies.
-const ENDLESS_PEAK_LIMIT_KIB: u64 = 128 << 10;
-
 #[test]
 fn endless_body_keeps_memory_bounded() {
     let Some(node) = node() else { return };
-    let pid = node.daemon_pid();
-    let before = peak_rss_kib(pid);
     node.server.endless_next(1000);
     for i in 1..=4 {
         node.assert_eio_within_bound(i, "endless body");
     }
-    let after = peak_rss_kib(pid);
-    eprintln!("endless bodies: daemon VmHWM {before} KiB before, {after} KiB after four reads");
-    assert!(
-        after < ENDLESS_PEAK_LIMIT_KIB,
-        "endless bodies: the daemon peaked at {after} KiB (limit {ENDLESS_PEAK_LIMIT_KIB} KiB)"
-    );
+    node.assert_peak_memory_bounded("endless body, four reads");
     node.assert_cached_readable("endless body");
 }
 
 #[test]
 fn endless_decompression_bomb_keeps_memory_and_time_bounded() {
     let Some(node) = node() else { return };
-    let pid = node.daemon_pid();
     node.server.bomb_next(1000);
     node.assert_eio_within_bound(1, "endless zstd frame");
-    let after = peak_rss_kib(pid);
-    eprintln!("endless zstd frame: daemon VmHWM {after} KiB");
-    assert!(
-        after < ENDLESS_PEAK_LIMIT_KIB,
-        "endless zstd frame: the daemon peaked at {after} KiB (limit {ENDLESS_PEAK_LIMIT_KIB} KiB)"
-    );
+    node.assert_peak_memory_bounded("endless zstd frame");
     node.assert_cached_readable("endless zstd frame");
 }
 
@@ -326,15 +312,7 @@ fn dribbled_manifest_fails_the_mount_within_the_deadline() {
     fs::create_dir_all(&mnt).unwrap();
     let _guard = MountGuard::new(&mnt);
     let started = Instant::now();
-    let mut child = Command::new(hdist_bin())
-        .args(["mount", "--foreground", "--remote", &server.base(), "--key", &key])
-        .arg("--timeout")
-        .arg(TIMEOUT.as_secs().to_string())
-        .arg("--cache")
-        .arg(t.path("cache"))
-        .arg("p")
-        .arg(&mnt)
-        .env("HOME", t.dir.path())
+    let mut child = mount_command(&t, &server, &key, &["--foreground"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
