@@ -6,7 +6,8 @@
 //! keep a throughput floor of [`MIN_BYTES_PER_WINDOW`] per [`HttpOptions::timeout`] (through
 //! [`crate::http_limits`], shared with the remote store): a server that dribbles (one byte
 //! every 20 ms passes any per-read timeout) fails the attempt after about one `timeout`, then
-//! the retries apply. An attempt thus ends within about two `timeout`s of its last progress.
+//! the retries apply. An attempt that stalls or falls below the floor thus ends within about
+//! two `timeout`s (one window, plus at most one read blocked for `timeout`).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
