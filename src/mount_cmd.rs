@@ -61,7 +61,8 @@ pub struct MountArgs {
     /// Seconds between checks for a newly published manifest (0: never).
     #[arg(long, value_name = "SECS", default_value_t = 2)]
     poll: u64,
-    /// Seconds before a request to the server is given up (each mirror, each retry).
+    /// Seconds one request may take at one mirror, in total: connection, headers, the whole
+    /// body and retries (a read of an uncached file fails within this × mirrors).
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     timeout: u64,
     /// Record the files opened through this mount and write them to FILE at unmount (a

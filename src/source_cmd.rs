@@ -56,7 +56,8 @@ pub struct FetchArgs {
     /// How many times to retry a failed download (with exponential backoff).
     #[arg(long, value_name = "N", default_value_t = HttpOptions::default().retries)]
     retries: u32,
-    /// Seconds to wait for a connection, a response, or the next bytes of a download.
+    /// Seconds to wait for a connection, a response, or the next bytes of a download; a
+    /// download must also bring 64 KiB per this many seconds (a dribbling server fails).
     #[arg(long, value_name = "SECS", default_value_t = HttpOptions::default().timeout.as_secs())]
     timeout: u64,
 }

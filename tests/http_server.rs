@@ -1,6 +1,8 @@
 //! A small HTTP/1.1 server for the tests: serves a directory on 127.0.0.1, honours `Range`,
-//! counts and logs requests, and injects faults (500s, truncated bodies, hangs). It stops
-//! when dropped; every loop in it is bounded by that or by a deadline.
+//! counts and logs requests, and injects faults (500s, truncated bodies, stalls, hangs,
+//! dribbled and endless bodies, wrong `Content-Length`, a paused server that accepts nothing
+//! like a SIGSTOPped one). It stops when dropped; every loop in it is bounded by that or by a
+//! deadline.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -30,6 +32,27 @@ struct Faults {
     truncate: u32,
     stall: u32,
     hang: u32,
+    dribble: u32,
+    /// Bytes per write and pause between writes of a dribbled body.
+    dribble_pace: (usize, Duration),
+    endless: u32,
+    bomb: u32,
+    misstate: u32,
+    /// What a misstated `Content-Length` adds to the true length.
+    misstate_by: i64,
+}
+
+/// The fault one request gets (at most one; checked in this order).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Hang,
+    Fail,
+    Truncate,
+    Stall,
+    Dribble(usize, Duration),
+    Endless,
+    Bomb,
+    Misstate(i64),
 }
 
 #[derive(Debug)]
@@ -38,6 +61,8 @@ struct Shared {
     stop: AtomicBool,
     log: Mutex<Vec<Logged>>,
     faults: Mutex<Faults>,
+    /// Set by [`HttpServer::pause`]: nothing is accepted or answered until it is cleared.
+    paused: AtomicBool,
     handlers: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -60,6 +85,7 @@ impl HttpServer {
             stop: AtomicBool::new(false),
             log: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
+            paused: AtomicBool::new(false),
             handlers: Mutex::new(Vec::new()),
         });
         let for_thread = shared.clone();
@@ -110,6 +136,51 @@ impl HttpServer {
     pub fn hang_next(&self, n: u32) {
         self.shared.faults.lock().unwrap().hang = n;
     }
+
+    /// The next `n` responses announce the full length, then send `bytes` bytes of the body
+    /// every `every` (until the body is sent or the server stops).
+    pub fn dribble_next(&self, n: u32, bytes: usize, every: Duration) {
+        let mut faults = self.shared.faults.lock().unwrap();
+        faults.dribble = n;
+        faults.dribble_pace = (bytes.max(1), every);
+    }
+
+    /// The next `n` responses announce no length and send bytes as fast as the client takes
+    /// them, without end (until the client goes away or the server stops).
+    pub fn endless_next(&self, n: u32) {
+        self.shared.faults.lock().unwrap().endless = n;
+    }
+
+    /// The next `n` responses are an endless valid zstd frame (no length, 128 KiB of output
+    /// per 4 bytes of body): a decompression bomb without end.
+    pub fn bomb_next(&self, n: u32) {
+        self.shared.faults.lock().unwrap().bomb = n;
+    }
+
+    /// The next `n` responses announce a `Content-Length` of the true length plus `by`, then
+    /// send the whole body; with `by > 0` the connection then stays open and silent (until the
+    /// server stops), as a keep-alive server's would.
+    pub fn misstate_length_next(&self, n: u32, by: i64) {
+        let mut faults = self.shared.faults.lock().unwrap();
+        faults.misstate = n;
+        faults.misstate_by = by;
+    }
+
+    /// Clears every pending fault.
+    pub fn clear_faults(&self) {
+        *self.shared.faults.lock().unwrap() = Faults::default();
+    }
+
+    /// Stops accepting and answering, like a SIGSTOPped server: connections still complete
+    /// (the kernel's listen backlog takes them) but get no answer until [`HttpServer::resume`].
+    pub fn pause(&self) {
+        self.shared.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Undoes [`HttpServer::pause`]: queued connections are accepted and answered.
+    pub fn resume(&self) {
+        self.shared.paused.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Drop for HttpServer {
@@ -128,6 +199,10 @@ impl Drop for HttpServer {
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let deadline = Instant::now() + LIFETIME;
     while !shared.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        if shared.paused.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
         match listener.accept() {
             Ok((stream, _)) => {
                 let for_thread = shared.clone();
@@ -177,26 +252,53 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
         range: range.clone(),
     });
 
-    let (hang, fail, truncate, stall) = {
+    let fault = {
         let mut faults = shared.faults.lock().unwrap();
         let take = |n: &mut u32| {
             let hit = *n > 0;
             *n = n.saturating_sub(1);
             hit
         };
-        let hang = take(&mut faults.hang);
-        let fail = !hang && take(&mut faults.fail);
-        let truncate = !hang && !fail && take(&mut faults.truncate);
-        let stall = !hang && !fail && !truncate && take(&mut faults.stall);
-        (hang, fail, truncate, stall)
+        if take(&mut faults.hang) {
+            Some(Fault::Hang)
+        } else if take(&mut faults.fail) {
+            Some(Fault::Fail)
+        } else if take(&mut faults.truncate) {
+            Some(Fault::Truncate)
+        } else if take(&mut faults.stall) {
+            Some(Fault::Stall)
+        } else if take(&mut faults.dribble) {
+            Some(Fault::Dribble(faults.dribble_pace.0, faults.dribble_pace.1))
+        } else if take(&mut faults.endless) {
+            Some(Fault::Endless)
+        } else if take(&mut faults.bomb) {
+            Some(Fault::Bomb)
+        } else if take(&mut faults.misstate) {
+            Some(Fault::Misstate(faults.misstate_by))
+        } else {
+            None
+        }
     };
-    if hang {
-        wait_for_stop(shared);
-        return;
-    }
-    if fail {
-        respond(&mut stream, "500 Internal Server Error", &[], b"");
-        return;
+    // A paused server answers nothing, not even requests that arrived before the pause.
+    wait_while_paused(shared);
+    match fault {
+        Some(Fault::Hang) => {
+            wait_for_stop(shared);
+            return;
+        }
+        Some(Fault::Fail) => {
+            respond(&mut stream, "500 Internal Server Error", &[], b"");
+            return;
+        }
+        Some(Fault::Endless) => {
+            send_endless(&mut stream, shared, b"", b"x");
+            return;
+        }
+        Some(Fault::Bomb) => {
+            send_endless(&mut stream, shared, &ZSTD_OPEN_FRAME, &ZSTD_RLE_BLOCK);
+            return;
+        }
+        _ => {}
     }
     if method != "GET" {
         respond(&mut stream, "405 Method Not Allowed", &[], b"");
@@ -238,20 +340,79 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
     };
     headers.push(("ETag", etag));
     headers.push(("Accept-Ranges", "bytes".to_string()));
-    if truncate || stall {
-        // The announced length is the whole body; after half of it the connection closes
-        // (truncate) or goes silent (stall).
-        let head = response_head(status, &headers, body.len());
-        let _ = stream.write_all(head.as_bytes());
-        let _ = stream.write_all(&body[..body.len() / 2]);
-        let _ = stream.flush();
-        if stall {
-            wait_for_stop(shared);
+    match fault {
+        Some(fault @ (Fault::Truncate | Fault::Stall)) => {
+            // The announced length is the whole body; after half of it the connection closes
+            // (truncate) or goes silent (stall).
+            let head = response_head(status, &headers, body.len());
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body[..body.len() / 2]);
+            let _ = stream.flush();
+            if fault == Fault::Stall {
+                wait_for_stop(shared);
+            }
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+        Some(Fault::Dribble(bytes, every)) => {
+            let head = response_head(status, &headers, body.len());
+            let _ = stream.write_all(head.as_bytes());
+            for piece in body.chunks(bytes) {
+                if shared.stop.load(Ordering::SeqCst)
+                    || stream.write_all(piece).and_then(|()| stream.flush()).is_err()
+                {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+        }
+        Some(Fault::Misstate(by)) => {
+            let announced = (body.len() as i64 + by).max(0) as usize;
+            let head = response_head(status, &headers, announced);
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+            let _ = stream.flush();
+            if by > 0 {
+                wait_for_stop(shared);
+            }
+        }
+        _ => respond(&mut stream, status, &headers, body),
+    }
+}
+
+/// A zstd frame header without content size or checksum, window 128 KiB (RFC 8878 3.1.1.1).
+const ZSTD_OPEN_FRAME: [u8; 6] = [0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38];
+/// One RLE block, not the last: 128 KiB of `x` (header: size << 3 | RLE << 1, little-endian).
+const ZSTD_RLE_BLOCK: [u8; 4] = [0x02, 0x00, 0x10, b'x'];
+
+/// Sends a `200` without a length, then `start`, then `unit` repeated without end, as fast as
+/// the client reads, until it goes away or the server stops (bounded by the server's lifetime).
+fn send_endless(stream: &mut TcpStream, shared: &Shared, start: &[u8], unit: &[u8]) {
+    let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+    if stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(start))
+        .is_err()
+    {
         return;
     }
-    respond(&mut stream, status, &headers, body);
+    let block = unit.repeat((64 << 10) / unit.len());
+    let deadline = Instant::now() + LIFETIME;
+    while !shared.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        if stream.write_all(&block).is_err() {
+            return;
+        }
+    }
+}
+
+/// Sleeps while the server is paused (bounded by its stop and lifetime).
+fn wait_while_paused(shared: &Shared) {
+    let deadline = Instant::now() + LIFETIME;
+    while shared.paused.load(Ordering::SeqCst)
+        && !shared.stop.load(Ordering::SeqCst)
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Sleeps until the server stops (bounded by its lifetime).
@@ -348,4 +509,55 @@ fn serves_ranges_and_faults() {
     let mut rest = Vec::new();
     let _ = hung.read_to_end(&mut rest);
     assert!(rest.is_empty());
+}
+
+#[test]
+fn dribbles_misstates_pauses_and_sends_endless_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f"), b"0123456789").unwrap();
+    let server = HttpServer::start(dir.path());
+    let send = |path: &str| {
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        stream
+    };
+    let get = |path: &str| {
+        let mut out = String::new();
+        let _ = send(path).read_to_string(&mut out);
+        out
+    };
+    server.dribble_next(1, 3, Duration::from_millis(50));
+    let started = Instant::now();
+    let dribbled = get("/f");
+    assert!(dribbled.ends_with("\r\n\r\n0123456789"), "{dribbled}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        started.elapsed()
+    );
+    server.misstate_length_next(1, -4);
+    let short = get("/f");
+    assert!(
+        short.contains("Content-Length: 6\r\n") && short.ends_with("0123456789"),
+        "{short}"
+    );
+    server.endless_next(1);
+    let mut endless = send("/f");
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0;
+    while got < buf.len() {
+        got += endless.read(&mut buf[got..]).unwrap();
+    }
+    assert!(buf.ends_with(b"xxxx"));
+    drop(endless);
+    server.pause();
+    let mut paused = send("/f");
+    paused.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    assert!(paused.read(&mut buf).is_err(), "a paused server answered");
+    server.resume();
+    paused.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut out = Vec::new();
+    let _ = paused.read_to_end(&mut out);
+    assert!(String::from_utf8_lossy(&out).ends_with("0123456789"));
 }

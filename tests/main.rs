@@ -15,6 +15,7 @@ mod mtime;
 mod profile;
 mod reliability;
 mod remote;
+mod remote_faults;
 mod source;
 mod stack;
 mod store;

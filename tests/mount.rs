@@ -223,13 +223,7 @@ fn union_first_artifact_wins_and_conflicts_are_listed() {
 
 /// RSS of a process in KiB.
 fn rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    crate::util::proc_status_kib(pid, "VmRSS")
 }
 
 fn all_files(root: &Path) -> Vec<PathBuf> {

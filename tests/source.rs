@@ -503,6 +503,42 @@ fn hanging_or_stalling_server_times_out_and_is_retried() {
     );
 }
 
+/// A body dribbled one byte every 100 ms passes every per-read timeout; the throughput floor
+/// (`MIN_BYTES_PER_WINDOW` per `--timeout`) gives up on it after one window and the retry
+/// resumes where it stopped.
+#[test]
+fn dribbling_server_fails_the_throughput_floor_and_is_resumed() {
+    let t = TestStore::new();
+    let (www, bytes) = served_sample(&t, "dribble");
+    let server = HttpServer::start(&www);
+    server.dribble_next(1, 1, Duration::from_millis(100));
+    let start = Instant::now();
+    let mut child = hdist(&t, ["fetch", "--timeout", "1", &server.url("pkg.tar.gz")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bound = Duration::from_secs(10);
+    if !crate::util::wait_for(Duration::from_secs(30), || child.try_wait().unwrap().is_some()) {
+        // SAFETY: a plain signal to the child this test started, by its PID.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+        panic!("fetch from a dribbling server still running after 30 s");
+    }
+    let took = start.elapsed();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        archive_key("tar.gz", &bytes)
+    );
+    assert!(took < bound, "took {took:?} (bound {bound:?})");
+    assert!(stderr(&out).contains("too slow"), "{}", stderr(&out));
+    let log = server.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[1].range.is_some(), "the retry did not resume: {log:?}");
+}
+
 #[test]
 fn type_comes_from_flag_key_or_suffix() {
     let t = TestStore::new();

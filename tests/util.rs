@@ -230,6 +230,17 @@ pub fn ensure_test_user() -> &'static str {
     user
 }
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`, …); 0 if the process or field is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Waits until `cond` holds or the timeout passes.
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

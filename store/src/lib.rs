@@ -11,6 +11,7 @@ pub mod commit;
 pub mod gc;
 pub mod glob;
 pub mod hash;
+pub mod http_limits;
 pub mod index;
 pub mod modes;
 pub mod profile;

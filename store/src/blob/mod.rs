@@ -111,6 +111,17 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
         VerifiedCopy::new(file, *digest, name.clone()).map_err(BlobError::io("stat", name))
     }
 
+    /// Writes the verified raw content into `out` (emptied first) and returns its length.
+    /// A remote backend streams it there without holding the object in memory. On error `out`
+    /// may hold partial or unverified bytes: the caller discards it.
+    fn copy_to(&self, digest: &Digest, out: &mut File) -> Result<u64, BlobError> {
+        let mut file = self.open(digest)?;
+        let path = || PathBuf::from(digest.to_hex());
+        out.set_len(0).map_err(BlobError::io("truncate", path()))?;
+        io::Seek::rewind(out).map_err(BlobError::io("seek", path()))?;
+        io::copy(&mut file, out).map_err(BlobError::io("copy", path()))
+    }
+
     /// Whether a reader of this object should use [`BlobService::read_at`] instead of
     /// [`BlobService::open`], because `open` would first fetch the whole object (a large file of
     /// a remote store that is not local yet). Cheap; no I/O beyond a `stat`.

@@ -307,11 +307,21 @@ impl CachedBlobService {
         if let Some(table) = self.table_of(digest)? {
             return self.assemble(digest, &table);
         }
-        let bytes = self.upstream.read(digest)?;
-        self.fetched.fetch_add(1, Ordering::Relaxed);
+        // Streamed from upstream straight into the temp file: memory stays bounded whatever
+        // the object's (or a hostile body's) size.
         let tmp = self.fresh_tmp();
-        fs::write(&tmp, &bytes).map_err(BlobError::io("write", &tmp))?;
-        self.install(digest, &tmp, bytes.len() as u64)
+        let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let len = match self.upstream.copy_to(digest, &mut out) {
+            Ok(len) => len,
+            Err(e) => {
+                drop(out);
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        drop(out);
+        self.fetched.fetch_add(1, Ordering::Relaxed);
+        self.install(digest, &tmp, len)
     }
 
     /// Builds a chunked file from its chunks (fetched in parallel), checking the whole.

@@ -2,43 +2,66 @@
 //!
 //! One `reqwest` client per service: keep-alive connections are pooled and shared by every
 //! thread (the FUSE workers and the prefetchers run requests in parallel). `HTTP_PROXY`,
-//! `HTTPS_PROXY` and `NO_PROXY` are honoured (reqwest reads them). Several mirror URLs may be
-//! given: requests go to the mirror that answered last; a mirror that fails is skipped for
-//! [`MIRROR_PENALTY`] so that an outage costs one timeout, not one per request; when every
-//! mirror is down each is still tried once, without retries, so a read fails within a bounded
-//! time (about `timeout × mirrors`) instead of hanging.
+//! `HTTPS_PROXY` and `NO_PROXY` are honoured (reqwest reads them).
 //!
-//! Every object is decompressed (with a size cap against decompression bombs) and checked
-//! against its digest before it is returned; a mismatch is logged and refused.
+//! Bounds (what a read of an uncached file costs when the server misbehaves):
+//! - **Time.** Each mirror gets one [`HttpOptions::timeout`] per request, in total: connecting,
+//!   headers, body and retries all fit in it (a [`Deadline`], not a per-byte timeout, so a
+//!   server that dribbles one byte at a time is given up on at the deadline too). A read thus
+//!   fails within about `timeout × mirrors` (the README's `--timeout` × mirrors).
+//! - **Fail fast.** A mirror that fails (no connection, timeout, 5xx, truncated or too slow
+//!   body) is marked down for [`MIRROR_PENALTY`]; requests skip it meanwhile, and when every
+//!   mirror is down a request fails at once, without touching the network, until a penalty
+//!   expires. A mirror that answers with bytes that do not verify is not marked down (it is
+//!   reachable; the object is refused and the next mirror asked); the refused object itself
+//!   then fails at once for [`MIRROR_PENALTY`] (a `stat` and an `open` of one file do not
+//!   fetch it twice).
+//! - **Memory.** Bodies are streamed: decompressed and hashed piece by piece straight into the
+//!   caller's file ([`BlobService::copy_to`], what the node's cache uses), never held whole; a
+//!   body may not exceed [`HttpOptions::max_object`] (compressed or decompressed), so an endless
+//!   or bomb body stops there. Manifests are read into memory, at most [`MAX_MANIFEST`].
+//!
+//! Every object is checked against its digest before it is returned; a mismatch is logged and
+//! refused.
 
-use std::io::{self, Read};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
+use reqwest::blocking::{Client, Response};
 use reqwest::header;
 use reqwest::StatusCode;
 
 use super::{object_path, RemoteError};
 use crate::blob::{BlobError, BlobService};
-use crate::hash::Digest;
+use crate::hash::{Digest, DigestWriter};
+use crate::http_limits::{BodyError, BodyLimits, BoundedBody, Deadline};
 
-/// How long a failed mirror is skipped in favour of the others.
+/// How long a failed mirror is skipped (and, when every mirror is down, how long requests
+/// fail at once without trying).
 pub const MIRROR_PENALTY: Duration = Duration::from_secs(5);
+
+/// Largest `manifest.json` accepted (it is held in memory).
+pub const MAX_MANIFEST: u64 = 64 << 20;
 
 /// How hard requests try.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpOptions {
-    /// Connect timeout, and total time limit of one request.
+    /// Total time one request may take at one mirror: connecting, headers, the whole body,
+    /// and retries with their backoff.
     pub timeout: Duration,
-    /// Further attempts per mirror for failures that may pass (network errors, 5xx, 429).
+    /// Further attempts per mirror, within its `timeout`, for failures that may pass (network
+    /// errors, 5xx, 429, truncated bodies).
     pub retries: u32,
     /// First retry delay, doubled each time.
     pub backoff: Duration,
-    /// Largest raw object accepted (whole objects are held in memory; large files arrive as
-    /// 1 MiB chunks).
+    /// Largest object accepted, compressed or decompressed (objects are streamed to disk; the
+    /// largest published ones are files of up to 4 MiB, larger files arriving as 1 MiB chunks,
+    /// and a profile's tree pack). Also what a decompression bomb may cost on disk.
     pub max_object: u64,
 }
 
@@ -48,7 +71,7 @@ impl Default for HttpOptions {
             timeout: Duration::from_secs(5),
             retries: 2,
             backoff: Duration::from_millis(100),
-            max_object: 512 << 20,
+            max_object: 64 << 20,
         }
     }
 }
@@ -77,6 +100,13 @@ pub enum Fetched {
     NotModified,
 }
 
+/// Why a mirror is skipped.
+#[derive(Debug, Clone)]
+struct Down {
+    until: Instant,
+    reason: String,
+}
+
 /// Objects of a published store, over HTTP.
 #[derive(Debug)]
 pub struct HttpBlobService {
@@ -84,16 +114,67 @@ pub struct HttpBlobService {
     client: Client,
     options: HttpOptions,
     preferred: AtomicUsize,
-    down_until: Mutex<Vec<Option<Instant>>>,
+    down: Mutex<Vec<Option<Down>>>,
+    /// Objects refused lately (their bytes did not verify), with when and why.
+    refused: Mutex<HashMap<Digest, (Instant, String)>>,
     stats: HttpStats,
 }
 
-enum Attempt {
-    Done(Fetched),
-    NotFound,
-    /// Worth retrying (network, 5xx).
-    Transient(String),
+/// A successful exchange with one mirror.
+enum Reply<T> {
+    Body {
+        value: T,
+        url: String,
+        etag: Option<String>,
+    },
+    NotModified,
 }
+
+/// What is done with a good response's body (given its URL): a manifest is kept in memory, an
+/// object decoded into a file.
+type Consumer<'a, T> = dyn FnMut(&str, &mut BoundedBody<Response>) -> Result<T, Refusal> + 'a;
+
+/// How consuming a body failed.
+enum Refusal {
+    /// The connection or a limit (deadline, size): the mirror failed.
+    Transport(String),
+    /// The bytes do not verify: this mirror's copy is bad; another may be good.
+    Content(BlobError),
+    /// Writing locally failed: no mirror can help.
+    Local(BlobError),
+}
+
+enum Attempt<T> {
+    Done(Reply<T>),
+    NotFound,
+    /// Worth retrying (network, 5xx, deadline).
+    Transient(String),
+    Refused(BlobError),
+    Local(BlobError),
+}
+
+/// Where a fetched object goes; emptied before each attempt (a failed one may have written
+/// part of a body).
+trait Sink: Write {
+    fn reset(&mut self) -> io::Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    fn reset(&mut self) -> io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+impl Sink for File {
+    fn reset(&mut self) -> io::Result<()> {
+        self.set_len(0)?;
+        self.rewind()
+    }
+}
+
+/// Size of the pieces a body is decompressed in.
+const PIECE: usize = 64 << 10;
 
 impl HttpBlobService {
     /// A service over `mirrors` (base URLs of published directories, tried in order).
@@ -105,6 +186,8 @@ impl HttpBlobService {
                 reason: "give at least one URL".into(),
             });
         }
+        // Each request also carries its remaining deadline as its own timeout (see
+        // `attempt`); the client-wide one is only the fallback.
         let client = Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.timeout)
@@ -125,7 +208,8 @@ impl HttpBlobService {
             client,
             options,
             preferred: AtomicUsize::new(0),
-            down_until: Mutex::new(vec![None; mirrors.len()]),
+            down: Mutex::new(vec![None; mirrors.len()]),
+            refused: Mutex::new(HashMap::new()),
             stats: HttpStats::default(),
         })
     }
@@ -140,61 +224,105 @@ impl HttpBlobService {
         &self.stats
     }
 
-    /// GETs `path` (relative to the mirror root) from the first mirror that has it. With
-    /// `etag`, a `304` answer is [`Fetched::NotModified`]. `Ok(None)`: every mirror that
-    /// answered said 404.
+    /// GETs `path` (relative to the mirror root, at most [`MAX_MANIFEST`] bytes) from the
+    /// first mirror that has it. With `etag`, a `304` answer is [`Fetched::NotModified`].
+    /// `Ok(None)`: every mirror that answered said 404.
     pub fn get(&self, path: &str, etag: Option<&str>) -> Result<Option<Fetched>, RemoteError> {
-        let now = Instant::now();
+        let mut read_all = |_: &str, body: &mut BoundedBody<Response>| {
+            let mut bytes = Vec::new();
+            body.read_to_end(&mut bytes)
+                .map_err(|e| Refusal::Transport(error_chain(&e)))?;
+            Ok(bytes)
+        };
+        Ok(self
+            .request(path, etag, MAX_MANIFEST, &mut read_all)?
+            .map(|reply| match reply {
+                Reply::Body { value, url, etag } => Fetched::Body {
+                    bytes: value,
+                    url,
+                    etag,
+                },
+                Reply::NotModified => Fetched::NotModified,
+            }))
+    }
+
+    /// Asks the mirrors in turn (the one that answered last first, the ones marked down
+    /// skipped) and hands the first good body to `consume`.
+    fn request<T>(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+        max_bytes: u64,
+        consume: &mut Consumer<'_, T>,
+    ) -> Result<Option<Reply<T>>, RemoteError> {
         let start = self.preferred.load(Ordering::Relaxed);
         let n = self.mirrors.len();
-        let order: Vec<usize> = (0..n).map(|i| (start + i) % n).collect();
-        let down: Vec<bool> = {
-            let down = self.down_until.lock().unwrap();
-            order.iter().map(|&i| down[i].is_some_and(|t| t > now)).collect()
+        let now = Instant::now();
+        let down: Vec<Option<Down>> = {
+            let down = self.down.lock().unwrap();
+            down.iter().map(|d| d.clone().filter(|d| d.until > now)).collect()
         };
-        let all_down = down.iter().all(|d| *d);
         let mut errors = Vec::new();
-        for (pos, &i) in order.iter().enumerate() {
-            if down[pos] && !all_down {
+        let mut refused = None;
+        for i in (0..n).map(|k| (start + k) % n) {
+            let url = format!("{}/{path}", self.mirrors[i]);
+            if let Some(down) = &down[i] {
+                errors.push(format!(
+                    "{}: marked down for {:.1} s more after: {}",
+                    self.mirrors[i],
+                    down.until.saturating_duration_since(now).as_secs_f64(),
+                    down.reason
+                ));
                 continue;
             }
-            // When every mirror is known to be down, one quick attempt each: bounded failure.
-            let attempts = if all_down { 1 } else { self.options.retries + 1 };
-            let url = format!("{}/{path}", self.mirrors[i]);
+            let deadline = Deadline::after(self.options.timeout);
             let mut delay = self.options.backoff;
-            let mut failed = false;
-            for attempt in 0..attempts {
-                if attempt > 0 {
-                    std::thread::sleep(delay);
-                    delay *= 2;
-                }
-                match self.attempt(&url, etag) {
-                    Attempt::Done(fetched) => {
+            let mut attempt = 0;
+            let failure = loop {
+                match self.attempt(&url, etag, deadline, max_bytes, consume) {
+                    Attempt::Done(reply) => {
                         self.preferred.store(i, Ordering::Relaxed);
-                        self.down_until.lock().unwrap()[i] = None;
-                        return Ok(Some(fetched));
+                        self.down.lock().unwrap()[i] = None;
+                        return Ok(Some(reply));
                     }
-                    Attempt::NotFound => break,
+                    Attempt::NotFound => break None,
+                    Attempt::Local(e) => return Err(RemoteError::Blob(e)),
+                    Attempt::Refused(e) => {
+                        errors.push(format!("{url}: {e}"));
+                        refused.get_or_insert(e);
+                        break None;
+                    }
                     Attempt::Transient(reason) => {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                        log::debug!("{url}: {reason} (attempt {})", attempt + 1);
-                        if attempt + 1 == attempts {
-                            errors.push(format!("{url}: {reason}"));
-                            failed = true;
+                        attempt += 1;
+                        log::debug!("{url}: {reason} (attempt {attempt})");
+                        // Retry only while the backoff and another try fit in the deadline.
+                        let fits = deadline.remaining().is_some_and(|left| left > delay);
+                        if attempt > self.options.retries || !fits {
+                            break Some(reason);
                         }
+                        std::thread::sleep(delay);
+                        delay *= 2;
                     }
                 }
-            }
-            if failed {
+            };
+            if let Some(reason) = failure {
                 log::warn!(
-                    "mirror {} failed; skipping it for {MIRROR_PENALTY:?}",
+                    "mirror {} failed ({reason}); skipping it for {MIRROR_PENALTY:?}",
                     self.mirrors[i]
                 );
-                self.down_until.lock().unwrap()[i] = Some(Instant::now() + MIRROR_PENALTY);
+                errors.push(format!("{url}: {reason}"));
+                self.down.lock().unwrap()[i] = Some(Down {
+                    until: Instant::now() + MIRROR_PENALTY,
+                    reason,
+                });
             }
         }
-        // Only a 404 from every mirror that was asked means "absent"; a mirror that could not
-        // answer might have had it.
+        if let Some(e) = refused {
+            return Err(RemoteError::Blob(e));
+        }
+        // Only a 404 from every mirror means "absent"; a mirror that could not answer (or was
+        // skipped) might have had it.
         if errors.is_empty() {
             return Ok(None);
         }
@@ -205,9 +333,21 @@ impl HttpBlobService {
         })
     }
 
-    fn attempt(&self, url: &str, etag: Option<&str>) -> Attempt {
+    fn attempt<T>(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        deadline: Deadline,
+        max_bytes: u64,
+        consume: &mut Consumer<'_, T>,
+    ) -> Attempt<T> {
+        let Some(left) = deadline.remaining() else {
+            return Attempt::Transient(format!("no time left of the {:?} deadline", deadline.budget()));
+        };
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = self.client.get(url);
+        // The remaining time as reqwest's total timeout: it then also ends a body read that
+        // blocks past the deadline.
+        let mut request = self.client.get(url).timeout(left);
         if let Some(etag) = etag {
             request = request.header(header::IF_NONE_MATCH, etag);
         }
@@ -217,7 +357,7 @@ impl HttpBlobService {
         };
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
-            return Attempt::Done(Fetched::NotModified);
+            return Attempt::Done(Reply::NotModified);
         }
         if status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN {
             // S3 answers 403 for missing keys of a bucket without list permission.
@@ -231,58 +371,151 @@ impl HttpBlobService {
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let mut bytes = Vec::new();
-        let limit = self.options.max_object + 1024;
-        match response.take(limit).read_to_end(&mut bytes) {
-            Ok(_) => {}
-            Err(e) => return Attempt::Transient(format!("reading the body: {e}")),
+        let limits = BodyLimits {
+            deadline: Some(deadline),
+            max_bytes: Some(max_bytes),
+            min_rate: None,
+        };
+        let mut body = BoundedBody::new(response, limits);
+        let consumed = consume(url, &mut body);
+        self.stats.bytes.fetch_add(body.received(), Ordering::Relaxed);
+        match consumed {
+            Ok(value) => Attempt::Done(Reply::Body {
+                value,
+                url: url.to_string(),
+                etag: new_etag,
+            }),
+            Err(Refusal::Transport(reason)) => Attempt::Transient(reason),
+            Err(Refusal::Content(e)) => Attempt::Refused(e),
+            Err(Refusal::Local(e)) => Attempt::Local(e),
         }
-        self.stats.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        Attempt::Done(Fetched::Body {
-            bytes,
-            url: url.to_string(),
-            etag: new_etag,
-        })
     }
 
-    /// Fetches, decompresses and verifies one object.
-    pub fn fetch_object(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
+    /// Fetches one object, decompressing and hashing it piece by piece into `out`, and
+    /// checks it against `digest`. Returns its raw length. On error `out` holds partial or
+    /// unverified bytes.
+    fn fetch_into(&self, digest: &Digest, out: &mut dyn Sink) -> Result<u64, BlobError> {
         let path = object_path(digest);
-        let fetched = self.get(&path, None).map_err(|e| BlobError::Io {
-            action: "fetch",
-            path: PathBuf::from(&path),
-            source: io::Error::other(e),
-        })?;
-        let (bytes, url) = match fetched {
-            Some(Fetched::Body { bytes, url, .. }) => (bytes, url),
-            _ => {
-                return Err(BlobError::NotFound {
-                    digest: *digest,
-                    location: PathBuf::from(self.mirrors.join(" ")),
-                })
+        if let Some((at, reason)) = self.refused.lock().unwrap().get(digest) {
+            if at.elapsed() < MIRROR_PENALTY {
+                return Err(BlobError::Io {
+                    action: "fetch",
+                    path: PathBuf::from(&path),
+                    source: io::Error::other(format!(
+                        "refused {:.1} s ago ({reason}); not fetched again for {MIRROR_PENALTY:?}",
+                        at.elapsed().as_secs_f64()
+                    )),
+                });
+            }
+        }
+        let max = self.options.max_object;
+        let mut decode = |url: &str, body: &mut BoundedBody<Response>| {
+            out.reset()
+                .map_err(|e| Refusal::Local(BlobError::io("truncate", "fetched object")(e)))?;
+            let mut hasher = DigestWriter::new();
+            let decoded = decode_piecewise(body, max, &mut hasher, &mut *out);
+            match decoded {
+                Ok(len) => {
+                    let actual = hasher.finish();
+                    if actual != *digest {
+                        log::error!("refusing object {digest} from {url}: its content hashes to {actual}");
+                        return Err(Refusal::Content(BlobError::Corrupt {
+                            digest: *digest,
+                            path: PathBuf::from(url),
+                            actual,
+                        }));
+                    }
+                    Ok(len)
+                }
+                Err(Decode::Write(e)) => Err(Refusal::Local(BlobError::io("write", "fetched object")(e))),
+                Err(Decode::Deadline(e)) => Err(Refusal::Transport(error_chain(&e))),
+                Err(Decode::Read(e)) if body.failed() => Err(Refusal::Transport(error_chain(&e))),
+                Err(Decode::Read(source)) => {
+                    log::error!("refusing object {digest} from {url}: it does not decompress ({source})");
+                    Err(Refusal::Content(BlobError::Undecodable {
+                        digest: *digest,
+                        path: PathBuf::from(url),
+                        source,
+                    }))
+                }
             }
         };
+        // Compressed bodies are at most a little larger than their content.
+        match self.request(&path, None, max + 1024, &mut decode) {
+            Ok(Some(Reply::Body { value, .. })) => Ok(value),
+            Ok(_) => Err(BlobError::NotFound {
+                digest: *digest,
+                location: PathBuf::from(self.mirrors.join(" ")),
+            }),
+            Err(RemoteError::Blob(e)) => {
+                if matches!(e, BlobError::Corrupt { .. } | BlobError::Undecodable { .. }) {
+                    let mut refused = self.refused.lock().unwrap();
+                    refused.retain(|_, (at, _)| at.elapsed() < MIRROR_PENALTY);
+                    refused.insert(*digest, (Instant::now(), e.to_string()));
+                }
+                Err(e)
+            }
+            Err(e) => Err(BlobError::Io {
+                action: "fetch",
+                path: PathBuf::from(&path),
+                source: io::Error::other(e),
+            }),
+        }
+    }
+
+    /// Fetches, decompresses and verifies one object into memory.
+    pub fn fetch_object(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
         let mut raw = Vec::new();
-        let decoded = zstd::stream::Decoder::new(&bytes[..])
-            .and_then(|d| d.take(self.options.max_object + 1).read_to_end(&mut raw));
-        if let Err(source) = decoded {
-            log::error!("refusing object {digest} from {url}: it does not decompress ({source})");
-            return Err(BlobError::Undecodable {
-                digest: *digest,
-                path: PathBuf::from(url),
-                source,
-            });
-        }
-        let actual = Digest::of(&raw);
-        if actual != *digest {
-            log::error!("refusing object {digest} from {url}: its content hashes to {actual}");
-            return Err(BlobError::Corrupt {
-                digest: *digest,
-                path: PathBuf::from(url),
-                actual,
-            });
-        }
+        self.fetch_into(digest, &mut raw)?;
         Ok(raw)
+    }
+}
+
+/// Why decoding a body stopped.
+enum Decode {
+    /// Reading or decompressing the body.
+    Read(io::Error),
+    /// Writing the output.
+    Write(io::Error),
+    /// The deadline passed while decompressing (a body that expands enormously is read
+    /// rarely, so the body's own check would come late).
+    Deadline(io::Error),
+}
+
+/// Decompresses `body` in pieces into `hasher` and `out`; at most `max` bytes of output.
+fn decode_piecewise(
+    body: &mut BoundedBody<Response>,
+    max: u64,
+    hasher: &mut DigestWriter,
+    out: &mut dyn Write,
+) -> Result<u64, Decode> {
+    let deadline = body.deadline();
+    let mut decoder = zstd::stream::read::Decoder::new(body).map_err(Decode::Read)?;
+    let mut piece = vec![0u8; PIECE];
+    let mut total = 0u64;
+    loop {
+        if let Some(deadline) = deadline.filter(|d| d.remaining().is_none()) {
+            let passed = BodyError::DeadlinePassed {
+                budget: deadline.budget(),
+                received: total,
+            };
+            return Err(Decode::Deadline(io::Error::new(io::ErrorKind::TimedOut, passed)));
+        }
+        let n = match decoder.read(&mut piece) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Decode::Read(e)),
+        };
+        total += n as u64;
+        if total > max {
+            return Err(Decode::Read(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("it decompresses to more than {max} bytes"),
+            )));
+        }
+        hasher.update(&piece[..n]);
+        out.write_all(&piece[..n]).map_err(Decode::Write)?;
     }
 }
 
@@ -314,11 +547,14 @@ impl BlobService for HttpBlobService {
         self.fetch_object(digest)
     }
 
-    fn open(&self, digest: &Digest) -> Result<std::fs::File, BlobError> {
-        let raw = self.fetch_object(digest)?;
+    fn open(&self, digest: &Digest) -> Result<File, BlobError> {
         let mut file = tempfile::tempfile().map_err(BlobError::io("create temp file", "$TMPDIR"))?;
-        io::Write::write_all(&mut file, &raw).map_err(BlobError::io("write temp file", "$TMPDIR"))?;
-        io::Seek::seek(&mut file, io::SeekFrom::Start(0)).map_err(BlobError::io("seek", "$TMPDIR"))?;
+        self.fetch_into(digest, &mut file)?;
+        file.rewind().map_err(BlobError::io("seek", "$TMPDIR"))?;
         Ok(file)
+    }
+
+    fn copy_to(&self, digest: &Digest, out: &mut File) -> Result<u64, BlobError> {
+        self.fetch_into(digest, out)
     }
 }

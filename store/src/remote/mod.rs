@@ -22,7 +22,8 @@
 //! fetches only the chunks it touches.
 //!
 //! A node reads the layout through [`HttpBlobService`] (fetch, decompress, verify against the
-//! digest, mirrors with fail-over) under [`CachedBlobService`] (decompressed verified copies on
+//! digest, mirrors with fail-over; a read of an uncached object fails within `timeout` ×
+//! mirrors with bounded memory whatever the server does, see [`http`]) under [`CachedBlobService`] (decompressed verified copies on
 //! local disk, LRU-bounded, shared by the mounts of a node), with [`RemoteCatalog`] answering
 //! which profiles exist from the newest manifest whose signature verifies. Nothing fetched is
 //! trusted before its digest (objects) or signature (the manifest) has been checked.

@@ -1,5 +1,13 @@
 //! Downloads over HTTP(S): retries with exponential backoff, stall timeouts, resumption with
 //! `Range` requests, and the SHA-256 of the bytes computed while they are written.
+//!
+//! Bounds: the body streams to disk in 256 KiB pieces (memory does not grow with it). A
+//! download may be large and long, so there is no total deadline; instead every attempt must
+//! keep a throughput floor of [`MIN_BYTES_PER_WINDOW`] per [`HttpOptions::timeout`] (through
+//! [`crate::http_limits`], shared with the remote store): a server that dribbles (one byte
+//! every 20 ms passes any per-read timeout) fails the attempt after about one `timeout`, then
+//! the retries apply. An attempt that stalls or falls below the floor thus ends within about
+//! two `timeout`s (one window, plus at most one read blocked for `timeout`).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -12,6 +20,7 @@ use reqwest::StatusCode;
 
 use super::{FetchEvent, SourceError};
 use crate::hash::{Digest, DigestWriter};
+use crate::http_limits::{BodyError, BodyLimits, BoundedBody, MinRate};
 
 /// How hard a download tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +30,8 @@ pub struct HttpOptions {
     /// server honours `Range`.
     pub retries: u32,
     /// Longest wait for a connection, for the response headers, and between two reads of the
-    /// body: a stalled server is given up on after this, not a slow one.
+    /// body; also the window of the throughput floor ([`MIN_BYTES_PER_WINDOW`] per
+    /// `timeout`), so a stalled or dribbling server is given up on, not a merely slow one.
     pub timeout: Duration,
     /// Delay before the first retry; doubled for each further one (capped at 30 s).
     pub backoff: Duration,
@@ -38,6 +48,10 @@ impl Default for HttpOptions {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The throughput floor of a body: at least this many bytes per [`HttpOptions::timeout`]
+/// (about 1 KiB/s with the default 60 s).
+pub const MIN_BYTES_PER_WINDOW: u64 = 64 << 10;
 
 /// A client configured for `options`. One per fetch: it owns a runtime thread.
 pub(crate) fn client(options: &HttpOptions, url: &str) -> Result<Client, SourceError> {
@@ -130,7 +144,7 @@ pub(crate) fn download(
     let mut delay = options.backoff;
     let mut attempt = 0;
     loop {
-        match attempt_once(client, url, &mut partial, progress) {
+        match attempt_once(client, url, &mut partial, options.timeout, progress) {
             Ok(()) => break,
             Err(failure) if failure.retry && attempt < options.retries => {
                 attempt += 1;
@@ -159,6 +173,7 @@ fn attempt_once(
     client: &Client,
     url: &str,
     partial: &mut Partial<'_>,
+    timeout: Duration,
     progress: Option<&(dyn Fn(FetchEvent<'_>) + Sync)>,
 ) -> Result<(), Failure> {
     let network = |e: reqwest::Error| {
@@ -177,7 +192,7 @@ fn attempt_once(
             request = request.header(header::IF_RANGE, validator.as_str());
         }
     }
-    let mut response = request.send().map_err(network)?;
+    let response = request.send().map_err(network)?;
     let status = response.status();
     match status {
         StatusCode::PARTIAL_CONTENT if resuming => {
@@ -228,18 +243,26 @@ fn attempt_once(
             done: partial.received,
         });
     }
-    copy_body(url, &mut response, partial, progress)
+    let floor = MinRate {
+        bytes: MIN_BYTES_PER_WINDOW,
+        window: timeout,
+    };
+    let limits = BodyLimits {
+        min_rate: Some(floor),
+        ..BodyLimits::default()
+    };
+    copy_body(url, &mut BoundedBody::new(response, limits), partial, progress)
 }
 
 fn copy_body(
     url: &str,
-    response: &mut Response,
+    body: &mut BoundedBody<Response>,
     partial: &mut Partial<'_>,
     progress: Option<&(dyn Fn(FetchEvent<'_>) + Sync)>,
 ) -> Result<(), Failure> {
     let mut buf = vec![0u8; 256 << 10];
     let read_error = loop {
-        match response.read(&mut buf) {
+        match body.read(&mut buf) {
             Ok(0) => break None,
             Ok(n) => {
                 partial
@@ -258,7 +281,17 @@ fn copy_body(
             Err(e) => break Some(e),
         }
     };
+    // A limit of ours (too slow) names itself; a short body otherwise says what it lacked.
+    let ours = read_error
+        .as_ref()
+        .and_then(|e| e.get_ref())
+        .and_then(|inner| inner.downcast_ref::<BodyError>())
+        .is_some_and(|e| !matches!(e, BodyError::Transport { .. }));
     match (partial.total, read_error) {
+        (_, Some(e)) if ours => Err(Failure::retry(SourceError::Network {
+            url: url.to_string(),
+            source: Box::new(e),
+        })),
         (Some(total), _) if partial.received < total => Err(Failure::retry(SourceError::Truncated {
             url: url.to_string(),
             expected: total,
