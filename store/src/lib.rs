@@ -7,6 +7,7 @@ pub mod artifact;
 pub mod blob;
 pub mod build;
 pub mod catalog;
+pub mod crashpoint;
 pub mod gc;
 pub mod glob;
 pub mod hash;
