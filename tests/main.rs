@@ -4,6 +4,7 @@ mod util;
 
 mod build;
 mod cli;
+mod crash;
 mod hashing;
 mod hostile;
 mod http_server;
@@ -16,3 +17,4 @@ mod remote;
 mod source;
 mod stack;
 mod store;
+mod stress;
