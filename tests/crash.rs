@@ -336,6 +336,13 @@ fn profiles_shown(t: &TestStore, names: &[&str]) -> Exports {
         .collect()
 }
 
+/// [`store_with_base`], with GNU hello's tree added as well; returns its id too.
+fn store_with_hello(inputs: &TestStore) -> Option<(TestStore, PathBuf, String, String)> {
+    let (template, hello, base) = store_with_base(inputs)?;
+    let hello_id = template.ok(add_args(&hello)).trim().to_string();
+    Some((template, hello, base, hello_id))
+}
+
 fn add_args(hello: &Path) -> Vec<OsString> {
     ["-q", "store", "add"]
         .into_iter()
@@ -473,10 +480,9 @@ fn build_killed_at_every_commit_step_recovers() {
 #[test]
 fn profile_create_killed_at_every_commit_step_recovers() {
     let inputs = TestStore::new();
-    let Some((template, hello, base)) = store_with_base(&inputs) else {
+    let Some((template, _, base, hello_id)) = store_with_hello(&inputs) else {
         return;
     };
-    let hello_id = template.ok(add_args(&hello)).trim().to_string();
     template.ok(["profile", "create", "p", &base]);
     let before = export_profile(&template, "p");
     let args = |_: &TestStore| words(&["profile", "create", "p", &hello_id, &base]);
@@ -511,12 +517,11 @@ fn profile_create_killed_at_every_commit_step_recovers() {
 #[test]
 fn gc_killed_at_every_step_recovers() {
     let inputs = TestStore::new();
-    let Some((template, hello, base)) = store_with_base(&inputs) else {
+    let Some((template, hello, base, hello_id)) = store_with_hello(&inputs) else {
         return;
     };
     // hello only in an old generation of p: GC with --keep-generations 0 removes that
     // generation, the artifact and its objects.
-    let hello_id = template.ok(add_args(&hello)).trim().to_string();
     template.ok(["profile", "create", "p", &hello_id]);
     template.ok(["profile", "create", "p", &base]);
     let source = snapshot(&hello);
