@@ -153,6 +153,7 @@ fn verify(t: &TestStore, when: &str) {
 /// an uncrashed run shows. Returns the number of kills.
 fn crash_everywhere(writer: &Writer) -> usize {
     let reference = copy_of(writer.template);
+    let reference_view = view_guard(&reference);
     let (hits, duration) = traced_run(writer, &reference);
     for point in writer.expected_points {
         assert!(
@@ -162,6 +163,7 @@ fn crash_everywhere(writer: &Writer) -> usize {
         );
     }
     let expected = (writer.exports)(&reference);
+    drop(reference_view);
     drop(reference);
     let kills = kills_for(&hits, duration, writer.delay_kills);
     let start = Instant::now();
