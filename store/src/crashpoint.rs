@@ -54,15 +54,7 @@ struct Plan {
 fn plan() -> &'static Plan {
     static PLAN: OnceLock<Plan> = OnceLock::new();
     PLAN.get_or_init(|| {
-        let crash_at = std::env::var(CRASH_AT_VAR).ok().map(|spec| {
-            match spec
-                .rsplit_once(':')
-                .and_then(|(p, n)| Some((p, n.parse().ok()?)))
-            {
-                Some((point, n)) => (point.to_string(), n),
-                None => (spec, 1),
-            }
-        });
+        let crash_at = std::env::var(CRASH_AT_VAR).ok().map(|spec| parse_target(&spec));
         let trace = std::env::var_os(CRASH_TRACE_VAR).and_then(|path| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -77,6 +69,17 @@ fn plan() -> &'static Plan {
             trace,
         }
     })
+}
+
+/// `POINT` or `POINT:N` as (point, hit from 1); a missing or unreadable `N` is the first hit.
+fn parse_target(spec: &str) -> (String, u64) {
+    match spec
+        .rsplit_once(':')
+        .and_then(|(p, n)| Some((p, n.parse::<u64>().ok()?)))
+    {
+        Some((point, n)) => (point.to_string(), n.max(1)),
+        None => (spec.to_string(), 1),
+    }
 }
 
 /// Marks that the running writer reached `point` (one of the names in the module docs); kills
@@ -98,5 +101,28 @@ pub fn hit(point: &'static str) {
         }
         // SIGKILL to oneself is delivered before kill returns; never continue past the point.
         std::process::abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_name_a_point_and_a_hit() {
+        assert_eq!(parse_target("add.document"), ("add.document".to_string(), 1));
+        assert_eq!(
+            parse_target("objects.renamed:17"),
+            ("objects.renamed".to_string(), 17)
+        );
+        assert_eq!(parse_target("gc.marked:0"), ("gc.marked".to_string(), 1));
+        assert_eq!(parse_target("gc.marked:x"), ("gc.marked:x".to_string(), 1));
+    }
+
+    #[test]
+    fn points_pass_when_no_crash_is_asked_for() {
+        // The unit tests run without HDIST_CRASH_AT: hitting any point returns.
+        hit("add.document");
+        hit("gc.object-removed");
     }
 }
