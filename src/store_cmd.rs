@@ -195,7 +195,11 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        StoreCommand::Verify { json, repair, cache: _ } => {
+        StoreCommand::Verify {
+            json,
+            repair,
+            cache: _,
+        } => {
             let total = store.totals()?.stored_bytes;
             let bar = bytes_bar(total, "verify", globals.quiet);
             let report = store.verify_store(repair, &|bytes| bar.inc(bytes))?;

@@ -295,6 +295,7 @@ impl Store {
         if options.dry_run {
             return Ok(report);
         }
+        crate::crashpoint::hit("gc.marked");
         // Metadata first (nothing may point at a missing object), then the objects.
         for g in &doomed_generations {
             let path = self
@@ -315,8 +316,10 @@ impl Store {
         }
         self.index()
             .remove_objects(&removed_objects.iter().map(|o| o.digest).collect::<Vec<_>>())?;
+        crate::crashpoint::hit("gc.metadata-removed");
         for object in &removed_objects {
             fs::remove_file(&object.path).map_err(StoreError::io("remove", &object.path))?;
+            crate::crashpoint::hit("gc.object-removed");
         }
         for copy in copies {
             let _ = fs::remove_file(copy.path());

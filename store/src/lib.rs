@@ -8,6 +8,7 @@ pub mod blob;
 pub mod build;
 pub mod catalog;
 pub mod commit;
+pub mod crashpoint;
 pub mod gc;
 pub mod glob;
 pub mod hash;

@@ -205,6 +205,7 @@ impl Store {
                 Err(e) => return Err(StoreError::io("create", &path)(e)),
             }
         }
+        crate::crashpoint::hit("profile.generation");
         self.switch_profile(name, number)?;
         Ok(Generation {
             name: name.to_string(),
@@ -229,7 +230,9 @@ impl Store {
         let current = dir.join("current");
         self.scratch()
             .write_atomic(&current, format!("{number}\n").as_bytes())
-            .map_err(StoreError::io("write", &current))
+            .map_err(StoreError::io("write", &current))?;
+        crate::crashpoint::hit("profile.switched");
+        Ok(())
     }
 
     /// All generations of `name`, oldest first (empty if there is no such profile).

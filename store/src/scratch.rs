@@ -90,6 +90,7 @@ impl Scratch {
         if let Some(parent) = dest.parent() {
             modes::create_dir_all(parent, modes::SHARED_DIR)?;
         }
+        crate::crashpoint::hit("atomic.synced");
         fs::rename(&tmp, dest)?;
         fsync_dir(dest.parent().unwrap_or(Path::new(".")))
     }

@@ -355,7 +355,9 @@ impl Store {
                 record
             }
         };
+        crate::crashpoint::hit("add.document");
         self.index.record(&ingested.objects, Some(&record))?;
+        crate::crashpoint::hit("add.indexed");
         Ok(AddOutcome {
             record,
             new_objects: stored.len() as u64,
@@ -368,7 +370,9 @@ impl Store {
         if self.read_document(&record.id)?.is_none() {
             self.write_document(record)?;
         }
+        crate::crashpoint::hit("build.document");
         self.index.record(objects, Some(record))?;
+        crate::crashpoint::hit("build.indexed");
         Ok(())
     }
 

@@ -595,15 +595,18 @@ impl IngestBatch<'_> {
             return Ok(Vec::new());
         }
         let scratch_dir = self.blobs.scratch.dir();
+        crate::crashpoint::hit("objects.staged");
         syncfs(scratch_dir).map_err(BlobError::io("sync", scratch_dir))?;
         let mut stored = Vec::with_capacity(pending.len());
         for (_, (tmp, dest, outcome)) in pending {
             // Another process may have stored the same object meanwhile; renaming over it
             // replaces identical bytes, so no check is needed.
             fs::rename(&tmp, &dest).map_err(BlobError::io("rename into place", &dest))?;
+            crate::crashpoint::hit("objects.renamed");
             stored.push(outcome);
         }
         syncfs(&self.blobs.objects).map_err(BlobError::io("sync", &self.blobs.objects))?;
+        crate::crashpoint::hit("objects.durable");
         Ok(stored)
     }
 }

@@ -195,13 +195,16 @@ pub fn publish(
     }
 
     let objects = writer.seen.lock().unwrap().len() as u64;
+    crate::crashpoint::hit("publish.staged");
     let (written, written_bytes) = writer.commit()?;
+    crate::crashpoint::hit("publish.objects-durable");
     // The commit point.
     let tmp = dest.join(".tmp").join(format!("manifest-{}", std::process::id()));
     let bytes = manifest.sign(key);
     let result = File::create(&tmp)
         .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes).and_then(|_| f.sync_all()))
         .and_then(|_| fs::rename(&tmp, &manifest_path))
+        .inspect(|_| crate::crashpoint::hit("publish.manifest"))
         .and_then(|_| fsync_dir(dest));
     result.map_err(RemoteError::io("write", &manifest_path))?;
     Ok(PublishReport {
@@ -388,6 +391,7 @@ impl Writer {
                 fs::create_dir_all(parent).map_err(RemoteError::io("create directory", parent))?;
             }
             fs::rename(tmp, dest).map_err(RemoteError::io("rename into place", dest))?;
+            crate::crashpoint::hit("publish.object-renamed");
             bytes += len;
         }
         syncfs(&self.objects).map_err(RemoteError::io("sync", &self.objects))?;
