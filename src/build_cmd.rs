@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use hdist_store::build::schedule::{self, JobOutcome, OnFailure};
 use hdist_store::build::{self, BuildOptions, BuildOutcome, BuildSpec, KeepBuild};
 use hdist_store::Store;
 
@@ -131,37 +132,26 @@ pub fn build(globals: &Globals, args: &BuildArgs) -> Result<ExitCode> {
         verbose: globals.verbose > 0,
     };
     let only_specs: Vec<BuildSpec> = specs.iter().map(|(_, s)| s.clone()).collect();
-    let waves = build::order(&only_specs)?;
-    for wave in waves {
-        for chunk in wave.chunks(args.jobs.max(1)) {
-            let results: Vec<Result<BuildOutcome, build::BuildError>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|&i| {
-                        let (origin, spec) = &specs[i];
-                        let (store, options) = (&store, &options);
-                        s.spawn(move || build::build(store, spec, origin, options))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("build thread"))
-                    .collect()
-            });
-            for result in results {
-                let outcome = result?;
-                if let BuildOutcome::Built { record, sandboxed } = &outcome {
-                    if !globals.quiet {
-                        let how = if *sandboxed {
-                            "at its final path"
-                        } else {
-                            "unsandboxed"
-                        };
-                        eprintln!("built {} ({how})", record.id);
-                    }
-                }
+    let deps = schedule::import_graph(&only_specs)?;
+    let build_one = |i: usize| {
+        let (origin, spec) = &specs[i];
+        let outcome = build::build(&store, spec, origin, &options)?;
+        if let BuildOutcome::Built { record, sandboxed } = &outcome {
+            if !globals.quiet {
+                let how = if *sandboxed {
+                    "at its final path"
+                } else {
+                    "unsandboxed"
+                };
+                eprintln!("built {} ({how})", record.id);
             }
         }
+        Ok::<_, build::BuildError>(outcome)
+    };
+    let outcomes = schedule::run(&deps, args.jobs, OnFailure::Stop, build_one)?;
+    // The first failure in the order the specs were given; the others only wait for it.
+    if let Some(error) = outcomes.into_iter().find_map(JobOutcome::into_failure) {
+        return Err(error.into());
     }
     for (_, spec) in &specs {
         println!("{}", spec.id);

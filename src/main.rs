@@ -209,7 +209,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("hdist: error: {err:#}");
+            // Not `{err:#}`: a layer that shows its source inline (a failed build's reason, an
+            // I/O error) would print it twice.
+            eprintln!("hdist: error: {}", hdist_store::source::chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -22,6 +22,7 @@
 
 pub mod job;
 pub mod sandbox;
+pub mod schedule;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -60,12 +61,14 @@ pub enum BuildError {
     )]
     UnknownImport { origin: String, id: ArtifactId },
     /// The job failed.
-    #[error("build of {id} failed: {reason}\n--- last lines of {log} ---\n{tail}")]
+    #[error("build of {id} failed: {source}\n--- last lines of {log} ---\n{tail}")]
     Failed {
         id: ArtifactId,
-        reason: String,
         log: PathBuf,
         tail: String,
+        // Boxed: a job error is large, and every build result carries the type.
+        #[source]
+        source: Box<JobFailure>,
     },
     /// Specs given together import each other in a cycle.
     #[error("the specs import each other in a cycle: {0}")]
@@ -80,6 +83,24 @@ pub enum BuildError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Why a build's job did not complete: the cause within [`BuildError::Failed`].
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// The build log could not be created.
+    #[error("cannot create {}: {source}", .path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The job itself failed (a command, a `hit` helper, a malformed node, …).
+    #[error(transparent)]
+    Job(#[from] job::JobError),
+    /// The thread running the job panicked.
+    #[error("the build thread panicked")]
+    Panicked,
 }
 
 /// A `sources[].target` or `files[].target` resolves (after substitution, lexically) outside
@@ -251,20 +272,20 @@ pub fn build(
             run(&hits, &build_dir, &log_path, env, options.verbose).map(|()| sandboxed)
         })
         .join()
-        .unwrap_or_else(|_| Err("the build thread panicked".to_string()))
+        .unwrap_or(Err(JobFailure::Panicked))
     });
     let sandboxed = match result {
         Ok(sandboxed) => sandboxed,
-        Err(reason) => {
+        Err(source) => {
             let tail = tail_lines(&log_path, 20);
             if options.keep == KeepBuild::Never {
                 let _ = fs::remove_dir_all(&base);
             }
             return Err(BuildError::Failed {
                 id: spec.id.clone(),
-                reason,
                 log: log_path,
                 tail,
+                source: Box::new(source),
             });
         }
     };
@@ -332,15 +353,18 @@ fn environment(spec: &BuildSpec, build_dir: &Path, artifact: &Path, view: &Path)
     env
 }
 
-/// Runs the job, logging to `log_path`. Errors are returned as text for the report.
+/// Runs the job, logging to `log_path`.
 fn run(
     hits: &BuildHits<'_>,
     build_dir: &Path,
     log_path: &Path,
     env: BTreeMap<String, String>,
     verbose: bool,
-) -> Result<(), String> {
-    let log = File::create(log_path).map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
+) -> Result<(), JobFailure> {
+    let log = File::create(log_path).map_err(|source| JobFailure::Log {
+        path: log_path.to_path_buf(),
+        source,
+    })?;
     let mut log = io::BufWriter::new(log);
     let mut ctx = job::JobContext {
         env,
@@ -349,7 +373,7 @@ fn run(
         hits,
         verbose,
     };
-    let result = job::run_job(&hits.spec.commands, &mut ctx).map_err(|e| e.to_string());
+    let result = job::run_job(&hits.spec.commands, &mut ctx).map_err(JobFailure::from);
     let _ = log.flush();
     result
 }
@@ -580,38 +604,4 @@ pub fn build_log(store: &Store, record: &ArtifactRecord) -> Result<Option<Vec<u8
         Some(digest) => Ok(Some(store.blobs().read(&digest).map_err(StoreError::from)?)),
         None => Ok(None),
     }
-}
-
-/// Orders specs so that each comes after the specs it imports (among those given).
-pub fn order(specs: &[BuildSpec]) -> Result<Vec<Vec<usize>>, BuildError> {
-    let index: BTreeMap<&ArtifactId, usize> = specs.iter().enumerate().map(|(i, s)| (&s.id, i)).collect();
-    let deps: Vec<Vec<usize>> = specs
-        .iter()
-        .map(|s| {
-            s.imports
-                .iter()
-                .filter_map(|imp| index.get(&imp.id).copied())
-                .collect()
-        })
-        .collect();
-    // Kahn's algorithm in waves: every wave depends only on earlier waves.
-    let mut done = vec![false; specs.len()];
-    let mut waves = Vec::new();
-    while done.iter().any(|d| !d) {
-        let wave: Vec<usize> = (0..specs.len())
-            .filter(|&i| !done[i] && deps[i].iter().all(|&d| done[d]))
-            .collect();
-        if wave.is_empty() {
-            let stuck: Vec<String> = (0..specs.len())
-                .filter(|&i| !done[i])
-                .map(|i| specs[i].id.to_string())
-                .collect();
-            return Err(BuildError::Cycle(stuck.join(", ")));
-        }
-        for &i in &wave {
-            done[i] = true;
-        }
-        waves.push(wave);
-    }
-    Ok(waves)
 }

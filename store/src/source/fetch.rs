@@ -638,15 +638,7 @@ fn fetch_git(
     rev: &str,
     location: &str,
 ) -> Result<SourceKey, SourceError> {
-    // Leading dashes would be read as options by git.
-    for (what, value) in [("repository", url), ("revision", rev)] {
-        if value.is_empty() || value.starts_with('-') {
-            return Err(SourceError::BadLocation {
-                location: value.to_string(),
-                reason: format!("not a git {what}"),
-            });
-        }
-    }
+    check_git_arguments(url, rev)?;
     // Absolute: the checkout commands run inside the work tree, and the store path may be
     // relative.
     let scratch = store.scratch().fresh_path("git");
@@ -662,6 +654,48 @@ fn fetch_git(
         None,
         false,
     )?;
+    let commit = fetch_commit(url, rev, gd)?;
+    let key = SourceKey::Git { commit };
+    check_expected(request, key, url)?;
+    if let Some(record) = present_record(store, &key)? {
+        update_record(store, record, location, request)?;
+        return Ok(key);
+    }
+    let checkout = work.0.join("tree");
+    check_out(url, gd, &commit, &checkout)?;
+    let batch = store.blobs().batch();
+    // Git records no mtimes; the checkout's are the time of this fetch.
+    let ingested = tree::ingest_tree(&batch, &checkout, tree::MtimePolicy::Zero, &|_| {})?;
+    batch.commit()?;
+    commit_record(
+        store,
+        request,
+        key,
+        SourceContent::Tree(ingested.root),
+        ingested.bytes,
+        location,
+        &ingested.objects,
+    )?;
+    Ok(key)
+}
+
+/// Refuses a repository or revision git would read as an option (or nothing at all).
+fn check_git_arguments(url: &str, rev: &str) -> Result<(), SourceError> {
+    // Leading dashes would be read as options by git.
+    for (what, value) in [("repository", url), ("revision", rev)] {
+        if value.is_empty() || value.starts_with('-') {
+            return Err(SourceError::BadLocation {
+                location: value.to_string(),
+                reason: format!("not a git {what}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Fetches `rev` of `url` into the bare repository `gd` and returns its commit.
+fn fetch_commit(url: &str, rev: &str, gd: &OsStr) -> Result<GitCommit, SourceError> {
+    let os = OsStr::new;
     // A shallow fetch of just the revision is enough and cheapest; servers that refuse it (an
     // abbreviated commit id, old servers) get a full fetch of branches and tags.
     let shallow = git(
@@ -744,17 +778,16 @@ fn fetch_git(
         action: "rev-parse",
         message: format!("unexpected commit id {:?}: {e}", commit_text.trim()),
     })?;
-    let key = SourceKey::Git { commit };
-    check_expected(request, key, url)?;
-    if let Some(record) = present_record(store, &key)? {
-        update_record(store, record, location, request)?;
-        return Ok(key);
-    }
+    Ok(commit)
+}
+
+/// Checks `commit` of the bare repository `gd` out into the new directory `checkout`.
+fn check_out(url: &str, gd: &OsStr, commit: &GitCommit, checkout: &Path) -> Result<(), SourceError> {
+    let os = OsStr::new;
     // The checkout goes to its own directory, so the stored tree never contains `.git`. User
     // and system configuration are ignored there (no autocrlf, no LFS smudge filters): the
     // content depends on the commit alone.
-    let checkout = work.0.join("tree");
-    fs::create_dir(&checkout).map_err(SourceError::io("create directory", &checkout))?;
+    fs::create_dir(checkout).map_err(SourceError::io("create directory", checkout))?;
     let wt = checkout.as_os_str();
     let commit_hex = commit.to_string();
     git(
@@ -768,7 +801,7 @@ fn fetch_git(
             os("read-tree"),
             os(&commit_hex),
         ],
-        Some(&checkout),
+        Some(checkout),
         true,
     )?;
     git(
@@ -783,23 +816,10 @@ fn fetch_git(
             os("--all"),
             os("--force"),
         ],
-        Some(&checkout),
+        Some(checkout),
         true,
     )?;
-    let batch = store.blobs().batch();
-    // Git records no mtimes; the checkout's are the time of this fetch.
-    let ingested = tree::ingest_tree(&batch, &checkout, tree::MtimePolicy::Zero, &|_| {})?;
-    batch.commit()?;
-    commit_record(
-        store,
-        request,
-        key,
-        SourceContent::Tree(ingested.root),
-        ingested.bytes,
-        location,
-        &ingested.objects,
-    )?;
-    Ok(key)
+    Ok(())
 }
 
 /// Runs git; returns its standard output.

@@ -196,8 +196,9 @@ impl SourceError {
     }
 }
 
-/// An error with its causes, one line (for log messages, which print no chain).
-pub(crate) fn chain(error: &dyn StdError) -> String {
+/// An error with its causes joined by `": "`, skipping a cause whose text is already shown (a
+/// layer that prints its source inline): for log messages and the CLI's error line.
+pub fn chain(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,12 +1,13 @@
 //! Bringing a store in line with a stack: fetch sources, build what is missing (in
-//! parallel, each package as soon as its build dependencies are done), compose the profile
-//! document, and record it as the next generation unless nothing changed.
+//! parallel through `build::schedule`, each package as soon as its build dependencies are
+//! done), compose the profile document, and record it as the next generation unless nothing
+//! changed.
 
-use std::collections::{BTreeSet, HashSet};
-use std::sync::{Condvar, Mutex};
+use std::collections::HashMap;
 
 use super::{Stack, StackError};
 use crate::artifact::ArtifactId;
+use crate::build::schedule::{self, JobOutcome, OnFailure};
 use crate::build::{self, BuildError, BuildOptions, BuildOutcome};
 use crate::profile::{Generation, ProfileArtifact, ProfileDoc};
 use crate::source::{self, FetchRequest, HttpOptions, SourceError};
@@ -101,7 +102,7 @@ pub enum BuildEvent<'a> {
 /// [`needs_build`] guarantees). After a failure no new build starts; running ones finish.
 ///
 /// # Errors
-/// [`StackError::Build`] for the first package that failed.
+/// [`StackError::Build`] for the first package (in the order of `which`) that failed.
 pub fn build_packages(
     store: &Store,
     stack: &Stack,
@@ -110,45 +111,20 @@ pub fn build_packages(
     jobs: usize,
     report: &(dyn Fn(BuildEvent<'_>) + Sync),
 ) -> Result<Vec<(usize, BuildOutcome)>, StackError> {
-    struct State {
-        pending: Vec<usize>,
-        done: HashSet<usize>,
-        running: usize,
-        failed: Option<StackError>,
-        outcomes: Vec<(usize, BuildOutcome)>,
-    }
-    let wanted: BTreeSet<usize> = which.iter().copied().collect();
-    let state = Mutex::new(State {
-        pending: which.to_vec(),
-        done: HashSet::new(),
-        running: 0,
-        failed: None,
-        outcomes: Vec::new(),
-    });
-    let changed = Condvar::new();
-    let ready = |i: usize, done: &HashSet<usize>| {
-        stack.packages[i]
-            .build_deps
-            .iter()
-            .all(|d| !wanted.contains(d) || done.contains(d))
-    };
-    let worker = || loop {
-        let next = {
-            let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if st.failed.is_some() || st.pending.is_empty() {
-                    return;
-                }
-                if let Some(pos) = st.pending.iter().position(|&i| ready(i, &st.done)) {
-                    st.running += 1;
-                    break st.pending.remove(pos);
-                }
-                // Nothing is ready: wait for a running build to finish. (Cycles were refused
-                // when the stack was parsed, so something is running.)
-                st = changed.wait(st).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        let package = &stack.packages[next];
+    // Jobs are positions in `which`; dependencies already registered are not jobs.
+    let position: HashMap<usize, usize> = which.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+    let deps: Vec<Vec<usize>> = which
+        .iter()
+        .map(|&i| {
+            stack.packages[i]
+                .build_deps
+                .iter()
+                .filter_map(|d| position.get(d).copied())
+                .collect()
+        })
+        .collect();
+    let build_one = |k: usize| {
+        let package = &stack.packages[which[k]];
         report(BuildEvent::Started {
             package: &package.name,
             id: &package.spec.id,
@@ -165,32 +141,34 @@ pub fn build_packages(
                 error,
             }),
         }
-        let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
-        st.running -= 1;
-        match result {
-            Ok(outcome) => {
-                st.done.insert(next);
-                st.outcomes.push((next, outcome));
-            }
-            Err(source) => {
-                st.failed.get_or_insert(StackError::Build {
-                    package: package.name.clone(),
-                    source: Box::new(source),
-                });
-            }
-        }
-        changed.notify_all();
+        result
     };
-    std::thread::scope(|s| {
-        for _ in 0..jobs.clamp(1, which.len().max(1)) {
-            s.spawn(worker);
+    let outcomes = schedule::run(&deps, jobs, OnFailure::Stop, build_one).map_err(|cycle| {
+        // Cycles are refused when the stack is parsed; kept typed all the same.
+        let names: Vec<&str> = cycle
+            .jobs
+            .iter()
+            .map(|&k| stack.packages[which[k]].name.as_str())
+            .collect();
+        StackError::Build {
+            package: names[0].to_string(),
+            source: Box::new(BuildError::Cycle(names.join(", "))),
         }
-    });
-    let state = state.into_inner().unwrap_or_else(|e| e.into_inner());
-    match state.failed {
-        Some(e) => Err(e),
-        None => Ok(state.outcomes),
+    })?;
+    let mut built = Vec::with_capacity(outcomes.len());
+    for (k, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            JobOutcome::Succeeded(outcome) => built.push((which[k], outcome)),
+            JobOutcome::Failed(source) => {
+                return Err(StackError::Build {
+                    package: stack.packages[which[k]].name.clone(),
+                    source: Box::new(source),
+                })
+            }
+            JobOutcome::DependencyFailed | JobOutcome::Cancelled => {}
+        }
     }
+    Ok(built)
 }
 
 /// The profile document the stack describes: its profile members (see
