@@ -365,9 +365,15 @@ impl Store {
         })
     }
 
-    /// Registers an artifact whose objects are already durable (used by builds).
+    /// Registers an artifact whose objects are already durable (used by builds). A document
+    /// already there is kept when it is complete (the first writer wins) and replaced when it
+    /// names objects that are gone (a half-written artifact).
     pub fn register(&self, record: &ArtifactRecord, objects: &[IngestedObject]) -> Result<(), StoreError> {
-        if self.read_document(&record.id)?.is_none() {
+        let complete = match self.read_document(&record.id)? {
+            Some(existing) => self.has_whole_tree(&existing.root)?,
+            None => false,
+        };
+        if !complete {
             self.write_document(record)?;
         }
         crate::crashpoint::hit("build.document");
@@ -425,6 +431,60 @@ impl Store {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// The artifact if it is committed: its index row, or else its document when every object
+    /// the document names is present — then the missing row is written, completing a writer
+    /// killed between its commit point and its row (see [`crate::commit`]). `None` when the
+    /// artifact is absent or half-written, so the caller writes it again.
+    pub fn committed_artifact(&self, id: &ArtifactId) -> Result<Option<ArtifactRecord>, StoreError> {
+        if let Some(record) = self.index.artifact(id)? {
+            return Ok(Some(record));
+        }
+        let Some(record) = self.read_document(id)? else {
+            return Ok(None);
+        };
+        if !self.has_whole_tree(&record.root)? {
+            log::warn!("artifact {id}: its document names objects that are gone; writing it again");
+            return Ok(None);
+        }
+        log::info!("artifact {id}: completing its index row (a writer stopped after its commit point)");
+        self.index.record(&[], Some(&record))?;
+        Ok(Some(record))
+    }
+
+    /// Whether the tree `root` and every tree and file below it are in `objects/`.
+    fn has_whole_tree(&self, root: &Digest) -> Result<bool, StoreError> {
+        let mut pending = vec![*root];
+        let mut seen = std::collections::HashSet::new();
+        while let Some(digest) = pending.pop() {
+            if !seen.insert(digest) {
+                continue;
+            }
+            if !self.blobs.has(&digest)? {
+                return Ok(false);
+            }
+            let tree = match Tree::load(self.blobs.as_ref(), &digest) {
+                Ok(tree) => tree,
+                Err(TreeError::Blob(e)) if e.is_not_found() => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            for entry in tree.entries() {
+                match &entry.node {
+                    Node::Directory { digest } => pending.push(*digest),
+                    Node::File { digest, .. } => {
+                        if !seen.insert(*digest) {
+                            continue;
+                        }
+                        if !self.blobs.has(digest)? {
+                            return Ok(false);
+                        }
+                    }
+                    Node::Symlink { .. } => {}
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// The artifact's on-disk document (which, unlike the index row, carries the build log).

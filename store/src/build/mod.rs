@@ -322,11 +322,7 @@ pub fn build(
 }
 
 fn registered(store: &Store, id: &ArtifactId) -> Result<Option<ArtifactRecord>, BuildError> {
-    match store.find_artifact(&id.to_string()) {
-        Ok(record) if &record.id == id => Ok(Some(record)),
-        Ok(_) | Err(StoreError::UnknownArtifact { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(store.committed_artifact(id)?)
 }
 
 /// The job's whole environment: nothing from the caller leaks in.
