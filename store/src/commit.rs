@@ -45,7 +45,7 @@
 //! | build registration | build directory under `builds/` (scratch); objects of the output tree and the log blob; document with spec and log; index rows | the document |
 //! | profile generation | tree objects made by rules and the profile document blob; their index rows; `profiles/<name>/<N>` (hard link, `O_EXCL`-like); `current` (rename) | `<N>` for the generation, `current` for the switch |
 //! | source fetch | archive blob or tree objects; `sources/<type>/<id>.json`; index rows of the objects | the source document |
-//! | `publish` | into the published directory: objects under `.tmp/` → `syncfs` → rename → `syncfs`; `manifest.json` (temp → fsync → rename → fsync) | `manifest.json` |
+//! | `publish` | (shared lock, as a reader: GC waits) into the published directory: objects under `.tmp/` → `syncfs` → rename → `syncfs`; `manifest.json` (temp → fsync → rename → fsync) | `manifest.json` |
 //! | GC | (exclusive lock) index rows of doomed artifacts, their documents, doomed generations and transient source documents; object rows, object files; cached copies and stale build directories | each removal of a document |
 //! | `verify --repair` | (exclusive lock) corrupt object files; damaged and incomplete artifact documents and source documents; then a reindex | each removal |
 //!
@@ -61,6 +61,11 @@
 //!   rather than guess what lies below. `verify` names each broken artifact and path;
 //!   `verify --repair` removes the document (and a corrupt object file, so the next writer
 //!   stores it again), so the next build or add redoes it.
+//! - *A document whose index row is missing* (a crash between the commit point and the row):
+//!   `store add` of the same tree writes the row; a build of the same spec finds the document,
+//!   checks that every object it names is present and writes the row
+//!   ([`crate::store::Store::committed_artifact`]), or, if objects are gone, builds again and
+//!   replaces the document.
 //! - *A damaged document* (not JSON, or describing another id than its path): GC and reindex
 //!   name it and stop or skip it; `verify --repair` removes it.
 //! - *A damaged index*: every command names it and says to run `hdist store reindex`, which

@@ -66,6 +66,9 @@ pub fn publish(
     key: &SecretKey,
     options: &PublishOptions,
 ) -> Result<PublishReport, RemoteError> {
+    // Shared GC lock while the store is read: GC waits, so nothing publish walks is swept
+    // under it (publish writes only to `dest`, so it is a reader to the store).
+    let _no_gc = store.writer_lock()?;
     let writer = Writer::new(dest)?;
     let manifest_path = dest.join("manifest.json");
     let serial = match fs::read(&manifest_path) {
