@@ -7,6 +7,8 @@ pub mod artifact;
 pub mod blob;
 pub mod build;
 pub mod catalog;
+#[cfg(test)]
+mod fuzzing;
 pub mod gc;
 pub mod glob;
 pub mod hash;
