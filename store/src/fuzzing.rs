@@ -137,6 +137,106 @@ pub(crate) fn mutated(bytes: &[u8], mutations: &[Mutation]) -> Vec<u8> {
     out
 }
 
+/// A JSON value for documents that mean something: keys and strings from `words` (plus
+/// hostile ones), numbers at the edges, nesting a few levels deep.
+pub(crate) fn json_value(words: &'static [&'static str]) -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::Value;
+    let word = prop_oneof![
+        4 => proptest::sample::select(words).prop_map(str::to_string),
+        1 => proptest::sample::select(vec![
+            "", "$", "${", "${X", "$$", "\\$", "../..", "/", "a b", "\u{0}", "\u{e9}", "$ARTIFACT/../..",
+        ])
+        .prop_map(str::to_string),
+        1 => ".{0,12}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        proptest::sample::select(vec![0i64, 1, -1, i64::MIN, i64::MAX]).prop_map(Value::from),
+        Just(Value::from(u64::MAX)),
+        Just(Value::from(1.5f64)),
+        word.clone().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 24, 4, move |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::vec((word.clone(), inner), 0..4)
+                .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+        ]
+    })
+}
+
+/// How to change a JSON document: replace the `n`-th node (pre-order, modulo their count)
+/// with a value, or remove it from its parent.
+#[derive(Debug, Clone)]
+pub(crate) enum JsonEdit {
+    Replace(Index, serde_json::Value),
+    Remove(Index),
+}
+
+/// Random [`JsonEdit`]s with values from [`json_value`].
+pub(crate) fn json_edits(words: &'static [&'static str], max: usize) -> impl Strategy<Value = Vec<JsonEdit>> {
+    proptest::collection::vec(
+        prop_oneof![
+            3 => (any::<Index>(), json_value(words)).prop_map(|(at, value)| JsonEdit::Replace(at, value)),
+            1 => any::<Index>().prop_map(JsonEdit::Remove),
+        ],
+        0..=max,
+    )
+}
+
+/// Applies `edits` to `doc` in order.
+pub(crate) fn apply_json_edits(doc: &mut serde_json::Value, edits: &[JsonEdit]) {
+    use serde_json::Value;
+    /// The JSON pointers of `value` and every node below it, in pre-order.
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        out.push(at.clone());
+        let escape = |key: &str| key.replace('~', "~0").replace('/', "~1");
+        match value {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    pointers(item, format!("{at}/{i}"), out);
+                }
+            }
+            Value::Object(fields) => {
+                for (key, item) in fields {
+                    pointers(item, format!("{at}/{}", escape(key)), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    for change in edits {
+        let mut all = Vec::new();
+        pointers(doc, String::new(), &mut all);
+        match change {
+            JsonEdit::Replace(at, value) => {
+                if let Some(node) = doc.pointer_mut(at.get(all.as_slice()).as_str()) {
+                    *node = value.clone();
+                }
+            }
+            JsonEdit::Remove(at) => {
+                let pointer = at.get(all.as_slice()).clone();
+                let Some((parent, last)) = pointer.rsplit_once('/') else {
+                    continue;
+                };
+                let key = last.replace("~1", "/").replace("~0", "~");
+                match doc.pointer_mut(parent) {
+                    Some(Value::Object(fields)) => {
+                        fields.remove(&key);
+                    }
+                    Some(Value::Array(items)) => {
+                        if let Ok(i) = key.parse::<usize>() {
+                            items.remove(i);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 /// The store crate's unit tests count the heap bytes each thread holds, so a fuzz test can
 /// bound what one parse allocates ([`peak_heap`]). Frees on another thread than the
 /// allocation make a thread's count drift; the counts are for bounds, not accounting.
