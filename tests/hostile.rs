@@ -94,8 +94,16 @@ fn member_count_bombs_stop_at_the_limit() {
             && message.contains("nothing was unpacked"),
         "{message}"
     );
-    let message = unpack_fails(&t, &archive, "nonsense", &[("HDIST_MAX_UNPACKED_ENTRIES", "many")]);
-    assert!(message.contains("HDIST_MAX_UNPACKED_ENTRIES=\"many\""), "{message}");
+    let message = unpack_fails(
+        &t,
+        &archive,
+        "nonsense",
+        &[("HDIST_MAX_UNPACKED_ENTRIES", "many")],
+    );
+    assert!(
+        message.contains("HDIST_MAX_UNPACKED_ENTRIES=\"many\""),
+        "{message}"
+    );
     // Within the default limit it unpacks.
     let key = t.ok(["fetch".as_ref(), archive.as_os_str()]);
     let dest = t.path("dest");
