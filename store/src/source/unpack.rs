@@ -238,6 +238,7 @@ pub(crate) fn extract_archive(
         root: root.to_path_buf(),
         dirs: Vec::new(),
         budget: Rc::new(Budget::new(*key, limits)),
+        verified: RefCell::new(Vec::new()),
     };
     let reader = BufReader::with_capacity(1 << 20, file);
     match format {
@@ -621,6 +622,11 @@ struct Extractor {
     /// directory could not be filled, and filling one changes its time).
     dirs: Vec<(PathBuf, Option<u32>, Option<SystemTime>)>,
     budget: Rc<Budget>,
+    /// The components of the last directory `walk_dirs` found to be real directories all the
+    /// way down. They stay so: no member replaces or removes a directory. Members that share
+    /// its leading components skip checking them again, so a path thousands of directories
+    /// deep (each check a kernel walk of the whole path) is checked once, not per member.
+    verified: RefCell<Vec<Vec<u8>>>,
 }
 
 impl Extractor {
@@ -667,8 +673,15 @@ impl Extractor {
     /// The directory `comps` below the root, each component checked to be a real directory
     /// (created if missing and `create`).
     fn walk_dirs(&self, member: &str, comps: &[Vec<u8>], create: bool) -> Result<PathBuf, SourceError> {
+        let known = {
+            let verified = self.verified.borrow();
+            verified.iter().zip(comps).take_while(|(a, b)| a == b).count()
+        };
         let mut path = self.root.clone();
-        for (i, component) in comps.iter().enumerate() {
+        for component in &comps[..known] {
+            path.push(OsStr::from_bytes(component));
+        }
+        for (i, component) in comps.iter().enumerate().skip(known) {
             path.push(OsStr::from_bytes(component));
             match fs::symlink_metadata(&path) {
                 Ok(meta) if meta.is_dir() => {}
@@ -699,6 +712,7 @@ impl Extractor {
                 Err(e) => return Err(self.io(member, "stat", &path)(e)),
             }
         }
+        *self.verified.borrow_mut() = comps.to_vec();
         Ok(path)
     }
 

@@ -566,7 +566,7 @@ fn random_bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config(160))]
+    #![proptest_config(config(100))]
 
     #[test]
     fn fuzz_tar_gz(members in members(), layer in layer(), changes in mutations(4)) {
@@ -575,7 +575,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(80))]
+    #![proptest_config(config(60))]
 
     #[test]
     fn fuzz_tar_bz2(members in members(), layer in layer(), changes in mutations(4)) {
@@ -589,7 +589,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(160))]
+    #![proptest_config(config(100))]
 
     #[test]
     fn fuzz_zip(members in members(), changes in mutations(4)) {
@@ -600,7 +600,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(160))]
 
     #[test]
     fn fuzz_random_bytes(bytes in random_bytes()) {
