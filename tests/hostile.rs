@@ -1,5 +1,5 @@
-//! Hostile input through the CLI: archive bombs, device nodes in archives, build specs whose
-//! targets climb out of the build directory.
+//! Hostile input through the CLI: archive bombs (by size and by member count), device nodes
+//! in archives, build specs whose targets climb out of the build directory.
 
 use std::fs;
 use std::path::Path;
@@ -76,6 +76,39 @@ fn archive_bombs_stop_at_the_limit() {
     assert!(message.contains("more than 1048576 bytes"), "{message}");
     let message = unpack_fails(&t, &archive, "nonsense", &[("HDIST_MAX_UNPACKED_BYTES", "lots")]);
     assert!(message.contains("HDIST_MAX_UNPACKED_BYTES=\"lots\""), "{message}");
+}
+
+#[test]
+fn member_count_bombs_stop_at_the_limit() {
+    let t = TestStore::new();
+    let content = t.path("many");
+    fs::create_dir(&content).unwrap();
+    for i in 0..30 {
+        fs::write(content.join(format!("f{i}")), b"").unwrap();
+    }
+    let archive = t.path("many.tar.gz");
+    tar_czf(&content, &archive);
+    let message = unpack_fails(&t, &archive, "lowered", &[("HDIST_MAX_UNPACKED_ENTRIES", "10")]);
+    assert!(
+        message.contains("it has more than 10 members (set by HDIST_MAX_UNPACKED_ENTRIES)")
+            && message.contains("nothing was unpacked"),
+        "{message}"
+    );
+    let message = unpack_fails(
+        &t,
+        &archive,
+        "nonsense",
+        &[("HDIST_MAX_UNPACKED_ENTRIES", "many")],
+    );
+    assert!(
+        message.contains("HDIST_MAX_UNPACKED_ENTRIES=\"many\""),
+        "{message}"
+    );
+    // Within the default limit it unpacks.
+    let key = t.ok(["fetch".as_ref(), archive.as_os_str()]);
+    let dest = t.path("dest");
+    t.ok(["unpack".as_ref(), key.trim().as_ref(), dest.as_os_str()]);
+    assert_eq!(fs::read_dir(&dest).unwrap().count(), 30);
 }
 
 #[test]

@@ -9,6 +9,8 @@ pub mod build;
 pub mod catalog;
 pub mod commit;
 pub mod crashpoint;
+#[cfg(test)]
+mod fuzzing;
 pub mod gc;
 pub mod glob;
 pub mod hash;

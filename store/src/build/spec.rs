@@ -223,6 +223,9 @@ pub fn from_value(origin: &str, doc: Value) -> Result<BuildSpec, BuildError> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

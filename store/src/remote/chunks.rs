@@ -52,6 +52,8 @@ impl ChunkTable {
         if file_size.div_ceil(chunk_size) != count as u64 {
             return None;
         }
+        // Every chunk's end must be a u64 (`range` adds the chunk size to its start).
+        (count as u64).checked_mul(chunk_size)?;
         let chunks = digests
             .chunks_exact(32)
             .map(|d| Digest::from_bytes(d.try_into().expect("32-byte chunks")))
@@ -106,8 +108,30 @@ pub fn decode_pack(bytes: &[u8]) -> Option<Vec<(Digest, &[u8])>> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzzing found: a table whose last chunk would end past `u64::MAX` decoded, and `range`
+    /// then overflowed (a panic in a debug build, a wrong range in release).
+    #[test]
+    fn tables_whose_chunks_end_past_u64_are_refused() {
+        let table = ChunkTable {
+            file_size: u64::MAX,
+            chunk_size: (1 << 63) + 1,
+            chunks: vec![Digest::of(b"0"), Digest::of(b"1")],
+        };
+        assert_eq!(ChunkTable::decode(&table.encode()), None);
+        let fits = ChunkTable {
+            file_size: u64::MAX - 1,
+            chunk_size: (1 << 63) - 1,
+            chunks: vec![Digest::of(b"0"), Digest::of(b"1")],
+        };
+        let decoded = ChunkTable::decode(&fits.encode()).unwrap();
+        assert_eq!(decoded.range(1), ((1 << 63) - 1, u64::MAX - 1));
+    }
 
     #[test]
     fn tables_and_packs_round_trip() {

@@ -255,6 +255,9 @@ impl SecretKey {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -24,8 +24,12 @@
 //!   never taken from headers) may not exceed `min(`[`MAX_UNPACKED_BYTES`]`, max(`
 //!   [`UNPACKED_BYTES_FLOOR`]`, `[`MAX_EXPANSION_RATIO`]` × the archive's size))`, else
 //!   [`SourceError::TooLarge`]; [`UNPACK_LIMIT_VAR`] in the environment replaces that rule by
-//!   a fixed number of bytes. Device nodes and FIFOs in an archive are refused
-//!   ([`SourceError::BadMember`]): a source tree holds only files, directories and links.
+//!   a fixed number of bytes. An archive may hold at most [`MAX_UNPACKED_ENTRIES`] members
+//!   ([`SourceError::TooManyEntries`]; [`UNPACK_ENTRIES_VAR`] sets another number), and one tar
+//!   member at most [`MAX_MEMBER_HEADER_BYTES`] of headers
+//!   ([`SourceError::MemberHeaderTooLarge`]). Device nodes, FIFOs and sockets in an archive
+//!   (tar or zip) are refused ([`SourceError::BadMember`]): a source tree holds only files,
+//!   directories and links.
 
 mod fetch;
 mod files;
@@ -38,7 +42,10 @@ pub use fetch::{mirrors_from_env, FetchEvent, FetchRequest, Origin};
 pub use http::HttpOptions;
 pub use key::{ArchiveFormat, GitCommit, SourceKey, SourceType};
 pub use record::{list_sources, source_record, KeepPolicy, SourceContent, SourceRecord};
-pub use unpack::{MAX_EXPANSION_RATIO, MAX_UNPACKED_BYTES, UNPACKED_BYTES_FLOOR, UNPACK_LIMIT_VAR};
+pub use unpack::{
+    MAX_EXPANSION_RATIO, MAX_MEMBER_HEADER_BYTES, MAX_MEMBER_PATH_BYTES, MAX_UNPACKED_BYTES,
+    MAX_UNPACKED_ENTRIES, UNPACKED_BYTES_FLOOR, UNPACK_ENTRIES_VAR, UNPACK_LIMIT_VAR,
+};
 
 use std::error::Error as StdError;
 use std::io;
@@ -137,12 +144,32 @@ pub enum SourceError {
         limit: u64,
         rule: String,
     },
-    /// The unpack limit in the environment is not a number of bytes.
+    /// An archive with more members than its limit (see [`MAX_UNPACKED_ENTRIES`]).
     #[error(
-        "cannot unpack {key}: {UNPACK_LIMIT_VAR}={value:?} is not a number of bytes; unset it or \
-         give a plain integer"
+        "refusing to unpack {key}: it has more than {limit} members ({rule}); it may be an \
+         archive bomb, nothing was unpacked (if the source is genuine, set \
+         {UNPACK_ENTRIES_VAR}=N to allow more)"
     )]
-    BadUnpackLimit { key: SourceKey, value: String },
+    TooManyEntries {
+        key: SourceKey,
+        limit: u64,
+        rule: String,
+    },
+    /// A tar member whose headers (long names, pax records) exceed [`MAX_MEMBER_HEADER_BYTES`].
+    #[error(
+        "refusing to unpack {key}: one member has more than {limit} bytes of headers (long \
+         names, link names, pax records); the archive is malformed or hostile, nothing was \
+         unpacked"
+    )]
+    MemberHeaderTooLarge { key: SourceKey, limit: u64 },
+    /// An unpack limit in the environment ([`UNPACK_LIMIT_VAR`], [`UNPACK_ENTRIES_VAR`]) is
+    /// not a number.
+    #[error("cannot unpack {key}: {var}={value:?} is not a number; unset it or give a plain integer")]
+    BadUnpackLimit {
+        key: SourceKey,
+        var: &'static str,
+        value: String,
+    },
     /// The archive does not decode (it was verified, so it was broken when fetched).
     #[error("cannot read the archive of {key}")]
     ArchiveRead {
@@ -256,7 +283,8 @@ pub fn has_source(store: &Store, key: &SourceKey) -> bool {
 /// [`SourceError::NotFound`], [`SourceError::DestinationExists`], [`SourceError::Security`]
 /// naming the offending member, [`SourceError::Blob`] for corrupt objects,
 /// [`SourceError::ContentMismatch`], [`SourceError::ArchiveRead`], [`SourceError::TooLarge`]
-/// for an archive that expands past its limit, I/O errors.
+/// for an archive that expands past its limit, [`SourceError::TooManyEntries`] and
+/// [`SourceError::MemberHeaderTooLarge`] for the other limits, I/O errors.
 pub fn unpack_source(store: &Store, key: &SourceKey, dest: &Path) -> Result<(), SourceError> {
     unpack::unpack(store, key, dest)
 }

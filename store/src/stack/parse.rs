@@ -589,6 +589,9 @@ fn to_json(value: &toml::Value) -> Result<Value, String> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -375,6 +375,9 @@ pub fn resolve_path(blobs: &dyn BlobService, root: &Digest, path: &[u8]) -> Resu
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
