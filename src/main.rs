@@ -211,7 +211,7 @@ fn main() -> ExitCode {
         Err(err) => {
             // Not `{err:#}`: a layer that shows its source inline (a failed build's reason, an
             // I/O error) would print it twice.
-            eprintln!("hdist: error: {}", hdist_store::source::chain(err.as_ref()));
+            eprintln!("hdist: error: {}", hdist_store::error_chain(err.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -54,11 +54,11 @@ pub struct FetchArgs {
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
     /// How many times to retry a failed download (with exponential backoff).
-    #[arg(long, value_name = "N", default_value_t = HttpOptions::default().retries)]
+    #[arg(long, value_name = "N", default_value_t = HttpOptions::for_downloads().retries)]
     retries: u32,
     /// Seconds to wait for a connection, a response, or the next bytes of a download; a
     /// download must also bring 64 KiB per this many seconds (a dribbling server fails).
-    #[arg(long, value_name = "SECS", default_value_t = HttpOptions::default().timeout.as_secs())]
+    #[arg(long, value_name = "SECS", default_value_t = HttpOptions::for_downloads().timeout.as_secs())]
     timeout: u64,
 }
 
@@ -117,7 +117,7 @@ pub fn fetch(globals: &Globals, args: &FetchArgs) -> Result<ExitCode> {
     request.http = HttpOptions {
         retries: args.retries,
         timeout: Duration::from_secs(args.timeout.max(1)),
-        ..HttpOptions::default()
+        ..HttpOptions::for_downloads()
     };
 
     let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);

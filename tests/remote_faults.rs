@@ -23,7 +23,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const FIRST_FAILURE: Duration = Duration::from_millis(TIMEOUT.as_millis() as u64 + 2000);
 /// A read while the only mirror is marked down: no network at all.
 const FAST_FAILURE: Duration = Duration::from_millis(1000);
-/// The mirror penalty (`MIRROR_PENALTY` in store/src/remote/http.rs).
+/// The mirror penalty (`MIRROR_PENALTY` in store/src/http/mod.rs).
 const PENALTY: Duration = Duration::from_secs(5);
 /// How long a test waits for a read before it calls it hung (the reader may stay blocked in
 /// the kernel until the server is dropped).

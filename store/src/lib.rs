@@ -14,7 +14,7 @@ mod fuzzing;
 pub mod gc;
 pub mod glob;
 pub mod hash;
-pub mod http_limits;
+pub mod http;
 pub mod index;
 pub mod modes;
 pub mod profile;
@@ -31,3 +31,20 @@ pub mod verify;
 pub use artifact::{ArtifactId, ArtifactRecord};
 pub use hash::Digest;
 pub use store::{Store, StoreError};
+
+/// An error with its causes joined by `": "`, skipping a cause whose text is already shown (a
+/// layer that prints its source inline): the one formatter of error chains, for log messages,
+/// reports and the CLI's error line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

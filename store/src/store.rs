@@ -689,7 +689,7 @@ impl Store {
         for scanned in self.scan_artifact_documents()? {
             match scanned.record {
                 Ok(record) => records.push(record),
-                Err(e) => report.skipped.push(crate::source::chain(&e)),
+                Err(e) => report.skipped.push(crate::error_chain(&e)),
             }
         }
         let mut trees = Vec::new();

@@ -148,7 +148,7 @@ impl Problem {
             digest,
             subject,
             path: None,
-            detail: crate::source::chain(error),
+            detail: crate::error_chain(error),
             fix,
         }
     }
@@ -307,7 +307,7 @@ impl Verification<'_> {
                     kind: ProblemKind::Corrupt,
                     digest: *digest,
                     path: Vec::new(),
-                    detail: crate::source::chain(&e),
+                    detail: crate::error_chain(&e),
                 }),
                 Ok(tree) => {
                     for entry in tree.entries() {
@@ -401,13 +401,13 @@ fn check_objects(v: &mut Verification<'_>) -> Result<(), StoreError> {
                 v.present.insert(object.digest);
             }
             Err(e) => {
-                v.corrupt.insert(object.digest, crate::source::chain(&e));
+                v.corrupt.insert(object.digest, crate::error_chain(&e));
                 v.problem(Problem {
                     kind: ProblemKind::Corrupt,
                     digest: Some(object.digest),
                     subject: format!("object file {}", object.path.display()),
                     path: None,
-                    detail: crate::source::chain(&e),
+                    detail: crate::error_chain(&e),
                     fix: Some(Fix::RemoveObject(object.path.clone())),
                 });
             }

@@ -1,11 +1,12 @@
 //! [`HttpBlobService`]: objects of a published store fetched over HTTP(S).
 //!
-//! One `reqwest` client per service: keep-alive connections are pooled and shared by every
-//! thread (the FUSE workers and the prefetchers run requests in parallel). `HTTP_PROXY`,
-//! `HTTPS_PROXY` and `NO_PROXY` are honoured (reqwest reads them).
+//! Requests go through the store's one HTTP client ([`crate::http`]): one `reqwest` client per
+//! service, its keep-alive connections pooled and shared by every thread (the FUSE workers and
+//! the prefetchers run requests in parallel), proxies from the environment, the retry loop and
+//! the mirror list with its penalty.
 //!
 //! Bounds (what a read of an uncached file costs when the server misbehaves):
-//! - **Time.** Each mirror gets one [`HttpOptions::timeout`] per request, in total: connecting,
+//! - **Time.** Each mirror gets one [`HttpOptions::timeout`](crate::http::HttpOptions::timeout) per request, in total: connecting,
 //!   headers, body and retries all fit in it (a [`Deadline`], not a per-byte timeout, so a
 //!   server that dribbles one byte at a time is given up on at the deadline too). A read thus
 //!   fails within about `timeout × mirrors` (the README's `--timeout` × mirrors).
@@ -18,7 +19,8 @@
 //!   fetch it twice).
 //! - **Memory.** Bodies are streamed: decompressed and hashed piece by piece straight into the
 //!   caller's file ([`BlobService::copy_to`], what the node's cache uses), never held whole; a
-//!   body may not exceed [`HttpOptions::max_object`] (compressed or decompressed), so an endless
+//!   body may not exceed [`HttpOptions::max_body`](crate::http::HttpOptions::max_body)
+//!   (compressed or decompressed), so an endless
 //!   or bomb body stops there. Manifests are read into memory, at most [`MAX_MANIFEST`].
 //!
 //! Every object is checked against its digest before it is returned; a mismatch is logged and
@@ -28,9 +30,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header;
@@ -39,42 +41,11 @@ use reqwest::StatusCode;
 use super::{object_path, RemoteError};
 use crate::blob::{BlobError, BlobService};
 use crate::hash::{Digest, DigestWriter};
-use crate::http_limits::{BodyError, BodyLimits, BoundedBody, Deadline};
-
-/// How long a failed mirror is skipped (and, when every mirror is down, how long requests
-/// fail at once without trying).
-pub const MIRROR_PENALTY: Duration = Duration::from_secs(5);
+use crate::http::{retry, BodyError, BodyLimits, BoundedBody, Deadline, Failure, HttpError, Mirrors, Turn};
+pub use crate::http::{HttpOptions, MIRROR_PENALTY};
 
 /// Largest `manifest.json` accepted (it is held in memory).
 pub const MAX_MANIFEST: u64 = 64 << 20;
-
-/// How hard requests try.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpOptions {
-    /// Total time one request may take at one mirror: connecting, headers, the whole body,
-    /// and retries with their backoff.
-    pub timeout: Duration,
-    /// Further attempts per mirror, within its `timeout`, for failures that may pass (network
-    /// errors, 5xx, 429, truncated bodies).
-    pub retries: u32,
-    /// First retry delay, doubled each time.
-    pub backoff: Duration,
-    /// Largest object accepted, compressed or decompressed (objects are streamed to disk; the
-    /// largest published ones are files of up to 4 MiB, larger files arriving as 1 MiB chunks,
-    /// and a profile's tree pack). Also what a decompression bomb may cost on disk.
-    pub max_object: u64,
-}
-
-impl Default for HttpOptions {
-    fn default() -> HttpOptions {
-        HttpOptions {
-            timeout: Duration::from_secs(5),
-            retries: 2,
-            backoff: Duration::from_millis(100),
-            max_object: 64 << 20,
-        }
-    }
-}
 
 /// Request counters (for logs and benchmarks).
 #[derive(Debug, Default)]
@@ -100,21 +71,12 @@ pub enum Fetched {
     NotModified,
 }
 
-/// Why a mirror is skipped.
-#[derive(Debug, Clone)]
-struct Down {
-    until: Instant,
-    reason: String,
-}
-
 /// Objects of a published store, over HTTP.
 #[derive(Debug)]
 pub struct HttpBlobService {
-    mirrors: Vec<String>,
+    mirrors: Mirrors,
     client: Client,
     options: HttpOptions,
-    preferred: AtomicUsize,
-    down: Mutex<Vec<Option<Down>>>,
     /// Objects refused lately (their bytes did not verify), with when and why.
     refused: Mutex<HashMap<Digest, (Instant, String)>>,
     stats: HttpStats,
@@ -137,18 +99,18 @@ type Consumer<'a, T> = dyn FnMut(&str, &mut BoundedBody<Response>) -> Result<T, 
 /// How consuming a body failed.
 enum Refusal {
     /// The connection or a limit (deadline, size): the mirror failed.
-    Transport(String),
+    Transport(io::Error),
     /// The bytes do not verify: this mirror's copy is bad; another may be good.
     Content(BlobError),
     /// Writing locally failed: no mirror can help.
     Local(BlobError),
 }
 
-enum Attempt<T> {
+/// How an attempt that may not be retried ended (the others fail with an [`HttpError`]:
+/// network, 5xx, deadline).
+enum Answer<T> {
     Done(Reply<T>),
     NotFound,
-    /// Worth retrying (network, 5xx, deadline).
-    Transient(String),
     Refused(BlobError),
     Local(BlobError),
 }
@@ -188,27 +150,11 @@ impl HttpBlobService {
         }
         // Each request also carries its remaining deadline as its own timeout (see
         // `attempt`); the client-wide one is only the fallback.
-        let client = Client::builder()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout)
-            .pool_max_idle_per_host(64)
-            .tcp_nodelay(true)
-            .user_agent(concat!("hdist/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RemoteError::Unreachable {
-                what: "an HTTP client".into(),
-                tried: mirrors.join(", "),
-                reason: e.to_string(),
-            })?;
+        let client = crate::http::client(&options, &mirrors.join(", "))?;
         Ok(HttpBlobService {
-            mirrors: mirrors
-                .iter()
-                .map(|m| m.trim_end_matches('/').to_string())
-                .collect(),
+            mirrors: Mirrors::new(mirrors),
             client,
             options,
-            preferred: AtomicUsize::new(0),
-            down: Mutex::new(vec![None; mirrors.len()]),
             refused: Mutex::new(HashMap::new()),
             stats: HttpStats::default(),
         })
@@ -216,7 +162,7 @@ impl HttpBlobService {
 
     /// The mirrors, in configured order.
     pub fn mirrors(&self) -> &[String] {
-        &self.mirrors
+        self.mirrors.urls()
     }
 
     /// Request counters.
@@ -230,8 +176,7 @@ impl HttpBlobService {
     pub fn get(&self, path: &str, etag: Option<&str>) -> Result<Option<Fetched>, RemoteError> {
         let mut read_all = |_: &str, body: &mut BoundedBody<Response>| {
             let mut bytes = Vec::new();
-            body.read_to_end(&mut bytes)
-                .map_err(|e| Refusal::Transport(error_chain(&e)))?;
+            body.read_to_end(&mut bytes).map_err(Refusal::Transport)?;
             Ok(bytes)
         };
         Ok(self
@@ -255,67 +200,53 @@ impl HttpBlobService {
         max_bytes: u64,
         consume: &mut Consumer<'_, T>,
     ) -> Result<Option<Reply<T>>, RemoteError> {
-        let start = self.preferred.load(Ordering::Relaxed);
-        let n = self.mirrors.len();
-        let now = Instant::now();
-        let down: Vec<Option<Down>> = {
-            let down = self.down.lock().unwrap();
-            down.iter().map(|d| d.clone().filter(|d| d.until > now)).collect()
-        };
         let mut errors = Vec::new();
         let mut refused = None;
-        for i in (0..n).map(|k| (start + k) % n) {
-            let url = format!("{}/{path}", self.mirrors[i]);
-            if let Some(down) = &down[i] {
-                errors.push(format!(
-                    "{}: marked down for {:.1} s more after: {}",
-                    self.mirrors[i],
-                    down.until.saturating_duration_since(now).as_secs_f64(),
-                    down.reason
-                ));
-                continue;
-            }
-            let deadline = Deadline::after(self.options.timeout);
-            let mut delay = self.options.backoff;
-            let mut attempt = 0;
-            let failure = loop {
-                match self.attempt(&url, etag, deadline, max_bytes, consume) {
-                    Attempt::Done(reply) => {
-                        self.preferred.store(i, Ordering::Relaxed);
-                        self.down.lock().unwrap()[i] = None;
-                        return Ok(Some(reply));
-                    }
-                    Attempt::NotFound => break None,
-                    Attempt::Local(e) => return Err(RemoteError::Blob(e)),
-                    Attempt::Refused(e) => {
-                        errors.push(format!("{url}: {e}"));
-                        refused.get_or_insert(e);
-                        break None;
-                    }
-                    Attempt::Transient(reason) => {
-                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                        attempt += 1;
-                        log::debug!("{url}: {reason} (attempt {attempt})");
-                        // Retry only while the backoff and another try fit in the deadline.
-                        let fits = deadline.remaining().is_some_and(|left| left > delay);
-                        if attempt > self.options.retries || !fits {
-                            break Some(reason);
-                        }
-                        std::thread::sleep(delay);
-                        delay *= 2;
-                    }
+        for turn in self.mirrors.turns() {
+            let (i, base) = match turn {
+                Turn::Ask(i, base) => (i, base),
+                Turn::Down(base, left, reason) => {
+                    errors.push(format!(
+                        "{base}: marked down for {:.1} s more after: {reason}",
+                        left.as_secs_f64()
+                    ));
+                    continue;
                 }
             };
-            if let Some(reason) = failure {
-                log::warn!(
-                    "mirror {} failed ({reason}); skipping it for {MIRROR_PENALTY:?}",
-                    self.mirrors[i]
-                );
-                errors.push(format!("{url}: {reason}"));
-                self.down.lock().unwrap()[i] = Some(Down {
-                    until: Instant::now() + MIRROR_PENALTY,
-                    reason,
-                });
+            let url = format!("{base}/{path}");
+            let deadline = Deadline::after(self.options.timeout);
+            let mut attempts = 0;
+            let answer = retry(
+                &self.options,
+                Some(deadline),
+                || {
+                    self.attempt(&url, etag, deadline, max_bytes, consume)
+                        .map_err(|e| {
+                            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                            attempts += 1;
+                            log::debug!("{url}: {} (attempt {attempts})", e.without_url());
+                            Failure::Retry(e)
+                        })
+                },
+                |_, _, _| {},
+            );
+            match answer {
+                Ok(Answer::Done(reply)) => {
+                    self.mirrors.answered(i);
+                    return Ok(Some(reply));
+                }
+                Ok(Answer::NotFound) => {}
+                Ok(Answer::Local(e)) => return Err(RemoteError::Blob(e)),
+                Ok(Answer::Refused(e)) => {
+                    errors.push(format!("{url}: {e}"));
+                    refused.get_or_insert(e);
+                }
+                Err(failed) => {
+                    // Flattened only here: the text is all a mark and the final error keep.
+                    let reason = failed.without_url();
+                    errors.push(format!("{url}: {reason}"));
+                    self.mirrors.mark_down(i, reason);
+                }
             }
         }
         if let Some(e) = refused {
@@ -328,7 +259,7 @@ impl HttpBlobService {
         }
         Err(RemoteError::Unreachable {
             what: path.to_string(),
-            tried: self.mirrors.join(", "),
+            tried: self.mirrors.urls().join(", "),
             reason: errors.join("; "),
         })
     }
@@ -340,9 +271,16 @@ impl HttpBlobService {
         deadline: Deadline,
         max_bytes: u64,
         consume: &mut Consumer<'_, T>,
-    ) -> Attempt<T> {
+    ) -> Result<Answer<T>, HttpError> {
         let Some(left) = deadline.remaining() else {
-            return Attempt::Transient(format!("no time left of the {:?} deadline", deadline.budget()));
+            let passed = BodyError::DeadlinePassed {
+                budget: deadline.budget(),
+                received: 0,
+            };
+            return Err(HttpError::Body {
+                url: url.to_string(),
+                source: io::Error::new(io::ErrorKind::TimedOut, passed),
+            });
         };
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         // The remaining time as reqwest's total timeout: it then also ends a body read that
@@ -351,20 +289,20 @@ impl HttpBlobService {
         if let Some(etag) = etag {
             request = request.header(header::IF_NONE_MATCH, etag);
         }
-        let response = match request.send() {
-            Ok(r) => r,
-            Err(e) => return Attempt::Transient(error_chain(&e)),
-        };
+        let response = request.send().map_err(|source| HttpError::Network {
+            url: url.to_string(),
+            source,
+        })?;
         let status = response.status();
         if status == StatusCode::NOT_MODIFIED {
-            return Attempt::Done(Reply::NotModified);
+            return Ok(Answer::Done(Reply::NotModified));
         }
         if status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN {
             // S3 answers 403 for missing keys of a bucket without list permission.
-            return Attempt::NotFound;
+            return Ok(Answer::NotFound);
         }
         if !status.is_success() {
-            return Attempt::Transient(format!("HTTP {status}"));
+            return Err(HttpError::status(url, status));
         }
         let new_etag = response
             .headers()
@@ -380,14 +318,17 @@ impl HttpBlobService {
         let consumed = consume(url, &mut body);
         self.stats.bytes.fetch_add(body.received(), Ordering::Relaxed);
         match consumed {
-            Ok(value) => Attempt::Done(Reply::Body {
+            Ok(value) => Ok(Answer::Done(Reply::Body {
                 value,
                 url: url.to_string(),
                 etag: new_etag,
+            })),
+            Err(Refusal::Transport(source)) => Err(HttpError::Body {
+                url: url.to_string(),
+                source,
             }),
-            Err(Refusal::Transport(reason)) => Attempt::Transient(reason),
-            Err(Refusal::Content(e)) => Attempt::Refused(e),
-            Err(Refusal::Local(e)) => Attempt::Local(e),
+            Err(Refusal::Content(e)) => Ok(Answer::Refused(e)),
+            Err(Refusal::Local(e)) => Ok(Answer::Local(e)),
         }
     }
 
@@ -408,7 +349,7 @@ impl HttpBlobService {
                 });
             }
         }
-        let max = self.options.max_object;
+        let max = self.options.max_body.unwrap_or(u64::MAX);
         let mut decode = |url: &str, body: &mut BoundedBody<Response>| {
             out.reset()
                 .map_err(|e| Refusal::Local(BlobError::io("truncate", "fetched object")(e)))?;
@@ -428,8 +369,8 @@ impl HttpBlobService {
                     Ok(len)
                 }
                 Err(Decode::Write(e)) => Err(Refusal::Local(BlobError::io("write", "fetched object")(e))),
-                Err(Decode::Deadline(e)) => Err(Refusal::Transport(error_chain(&e))),
-                Err(Decode::Read(e)) if body.failed() => Err(Refusal::Transport(error_chain(&e))),
+                Err(Decode::Deadline(e)) => Err(Refusal::Transport(e)),
+                Err(Decode::Read(e)) if body.failed() => Err(Refusal::Transport(e)),
                 Err(Decode::Read(source)) => {
                     log::error!("refusing object {digest} from {url}: it does not decompress ({source})");
                     Err(Refusal::Content(BlobError::Undecodable {
@@ -441,11 +382,11 @@ impl HttpBlobService {
             }
         };
         // Compressed bodies are at most a little larger than their content.
-        match self.request(&path, None, max + 1024, &mut decode) {
+        match self.request(&path, None, max.saturating_add(1024), &mut decode) {
             Ok(Some(Reply::Body { value, .. })) => Ok(value),
             Ok(_) => Err(BlobError::NotFound {
                 digest: *digest,
-                location: PathBuf::from(self.mirrors.join(" ")),
+                location: PathBuf::from(self.mirrors.urls().join(" ")),
             }),
             Err(RemoteError::Blob(e)) => {
                 if matches!(e, BlobError::Corrupt { .. } | BlobError::Undecodable { .. }) {
@@ -517,17 +458,6 @@ fn decode_piecewise(
         hasher.update(&piece[..n]);
         out.write_all(&piece[..n]).map_err(Decode::Write)?;
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 impl BlobService for HttpBlobService {

@@ -64,6 +64,9 @@ pub enum RemoteError {
     /// The blob layer failed.
     #[error(transparent)]
     Blob(#[from] BlobError),
+    /// The HTTP client could not be set up.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     /// A key file or key text is unusable.
     #[error("bad key {what}: {reason}")]
     BadKey { what: String, reason: String },

@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::files::{self, Pack};
-use super::http::{self, Downloaded, HttpOptions};
+use super::http::{self, Downloaded};
 use super::key::{ArchiveFormat, GitCommit, SourceKey, SourceType};
 use super::record::{now, source_record, write_record, KeepPolicy, SourceContent, SourceRecord};
 use super::SourceError;
 use crate::blob::{BlobService, PutOutcome};
 use crate::hash::hash_file;
+use crate::http::HttpOptions;
 use crate::tree::{self, Entry, IngestedObject, Node, ObjectKind, Tree};
 use crate::Store;
 
@@ -151,7 +152,7 @@ impl<'a> FetchRequest<'a> {
             mirrors: Vec::new(),
             tags: Vec::new(),
             keep: KeepPolicy::Keep,
-            http: HttpOptions::default(),
+            http: HttpOptions::for_downloads(),
             progress: None,
         }
     }
@@ -376,7 +377,7 @@ fn fetch_url(
             Err(e) if mirror => {
                 log::warn!(
                     "mirror {candidate}: {}; trying the next location",
-                    super::chain(&e)
+                    crate::error_chain(&e)
                 );
                 last_error = Some(e);
                 continue;
@@ -732,7 +733,10 @@ fn fetch_commit(url: &str, rev: &str, gd: &OsStr) -> Result<GitCommit, SourceErr
             false,
         )?,
         Err(e) => {
-            log::info!("{}; fetching all branches and tags instead", super::chain(&e));
+            log::info!(
+                "{}; fetching all branches and tags instead",
+                crate::error_chain(&e)
+            );
             git(
                 url,
                 "fetch",

@@ -38,8 +38,8 @@ mod key;
 mod record;
 mod unpack;
 
+pub use crate::http::HttpOptions;
 pub use fetch::{mirrors_from_env, FetchEvent, FetchRequest, Origin};
-pub use http::HttpOptions;
 pub use key::{ArchiveFormat, GitCommit, SourceKey, SourceType};
 pub use record::{list_sources, source_record, KeepPolicy, SourceContent, SourceRecord};
 pub use unpack::{
@@ -53,6 +53,7 @@ use std::path::{Path, PathBuf};
 
 use crate::blob::BlobError;
 use crate::hash::HashError;
+use crate::http::HttpError;
 use crate::index::IndexError;
 use crate::tree::TreeError;
 use crate::Store;
@@ -92,27 +93,9 @@ pub enum SourceError {
         actual: SourceKey,
         url: String,
     },
-    /// The server answered with an error status.
-    #[error("{url}: HTTP {status} ({reason})")]
-    Http {
-        url: String,
-        status: u16,
-        reason: String,
-    },
-    /// The server could not be reached, or the connection failed or stalled.
-    #[error("cannot download {url}")]
-    Network {
-        url: String,
-        #[source]
-        source: Box<dyn StdError + Send + Sync>,
-    },
-    /// The body kept ending before its announced length.
-    #[error("{url}: the download ended after {received} of {expected} bytes")]
-    Truncated {
-        url: String,
-        expected: u64,
-        received: u64,
-    },
+    /// A download failed (error status, network, stall, truncated body; after the retries).
+    #[error(transparent)]
+    Http(#[from] HttpError),
     /// The git program failed.
     #[error("git {action} of {url} failed: {message}")]
     Git {
@@ -223,22 +206,6 @@ impl SourceError {
     }
 }
 
-/// An error with its causes joined by `": "`, skipping a cause whose text is already shown (a
-/// layer that prints its source inline): for log messages and the CLI's error line.
-pub fn chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// Gets the source `request` describes into the cache and returns its key.
 ///
 /// With `request.expected` set and cached (document present, object present), returns at once
@@ -247,8 +214,7 @@ pub fn chain(error: &dyn StdError) -> String {
 ///
 /// # Errors
 /// [`SourceError::KeyMismatch`] (nothing stored), [`SourceError::UnknownType`],
-/// [`SourceError::Http`], [`SourceError::Network`], [`SourceError::Truncated`] (after the
-/// retries `request.http` allows), [`SourceError::Git`], and store errors.
+/// [`SourceError::Http`] (after the retries `request.http` allows), [`SourceError::Git`], and store errors.
 pub fn fetch(store: &Store, request: &FetchRequest<'_>) -> Result<SourceKey, SourceError> {
     // Shared GC lock: a source found present (and not downloaded again) must not be swept
     // before its document names it.

@@ -65,7 +65,7 @@ pub fn fetch_sources(
             let mut request = FetchRequest::new(src.origin.clone());
             request.expected = Some(src.key);
             request.mirrors = mirrors.to_vec();
-            request.http = HttpOptions::default();
+            request.http = HttpOptions::for_downloads();
             match source::fetch(store, &request) {
                 Ok(_) => report(i, s, Ok(FetchOutcome::Fetched)),
                 Err(e) => {
