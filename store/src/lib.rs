@@ -48,3 +48,25 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+    use std::io;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("reading {0}")]
+        Quiet(&'static str, #[source] io::Error),
+        #[error("reading {0}: {1}")]
+        Inline(&'static str, #[source] io::Error),
+    }
+
+    #[test]
+    fn a_chain_joins_the_causes_and_shows_an_inline_one_once() {
+        let quiet = Outer::Quiet("a", io::Error::other("gone"));
+        assert_eq!(error_chain(&quiet), "reading a: gone");
+        let inline = Outer::Inline("a", io::Error::other("gone"));
+        assert_eq!(error_chain(&inline), "reading a: gone");
+    }
+}
