@@ -4,6 +4,7 @@ mod util;
 
 mod build;
 mod cli;
+mod contract;
 mod copies;
 mod crash;
 mod gc_verify;

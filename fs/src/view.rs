@@ -423,3 +423,275 @@ impl View {
             .map(|i| (listing[i].1, listing[i].2.clone())))
     }
 }
+
+/// The view over the memory backends: lookups, unions and generation switches, without FUSE.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdist_store::blob::MemoryBlobService;
+    use hdist_store::catalog::MemoryCatalog;
+    use hdist_store::hash::ShortDigest;
+    use hdist_store::profile::{ProfileArtifact, ProfileDoc};
+    use hdist_store::tree::{Entry, Node, Tree};
+
+    /// What a test tree holds at one name.
+    enum Item<'a> {
+        File(&'a [u8], bool),
+        Link(&'a [u8]),
+        Dir(Vec<(&'a str, Item<'a>)>),
+    }
+
+    fn mtime(seconds: i64) -> Mtime {
+        Mtime::new(seconds, 0).unwrap()
+    }
+
+    /// Stores the tree of `entries` (every entry with mtime `seconds`); returns its digest.
+    fn tree(blobs: &MemoryBlobService, seconds: i64, entries: Vec<(&str, Item<'_>)>) -> Digest {
+        let entries = entries
+            .into_iter()
+            .map(|(name, item)| Entry {
+                name: name.as_bytes().to_vec(),
+                node: match item {
+                    Item::File(bytes, executable) => Node::File {
+                        digest: blobs.insert(bytes),
+                        size: bytes.len() as u64,
+                        executable,
+                    },
+                    Item::Link(target) => Node::Symlink {
+                        target: target.to_vec(),
+                    },
+                    Item::Dir(children) => Node::Directory {
+                        digest: tree(blobs, seconds, children),
+                    },
+                },
+                mtime: mtime(seconds),
+            })
+            .collect();
+        blobs.insert(&Tree::new(entries).unwrap().encode())
+    }
+
+    fn artifact(catalog: &MemoryCatalog, name: &str, root: Digest) -> ProfileArtifact {
+        let id = ArtifactId::new(name, ShortDigest::of(name.as_bytes())).unwrap();
+        catalog.add_artifact(id.clone(), root);
+        ProfileArtifact {
+            id,
+            root,
+            rules: Vec::new(),
+            view: None,
+        }
+    }
+
+    fn doc(artifacts: &[&ProfileArtifact]) -> ProfileDoc {
+        ProfileDoc {
+            artifacts: artifacts.iter().map(|a| (*a).clone()).collect(),
+            env: Default::default(),
+        }
+    }
+
+    /// Two artifacts: `a` has bin/a, share/x = "from a", clash/ (a directory); `b` has bin/b,
+    /// share/x = "from b", clash (a file), lib -> bin.
+    struct Fixture {
+        blobs: Arc<MemoryBlobService>,
+        catalog: Arc<MemoryCatalog>,
+        a: ProfileArtifact,
+        b: ProfileArtifact,
+    }
+
+    fn fixture() -> Fixture {
+        let blobs = Arc::new(MemoryBlobService::new());
+        let catalog = Arc::new(MemoryCatalog::new());
+        let root_a = tree(
+            &blobs,
+            100,
+            vec![
+                (
+                    "bin",
+                    Item::Dir(vec![("a", Item::File(b"#!/bin/sh\necho a\n", true))]),
+                ),
+                ("clash", Item::Dir(vec![("inside", Item::File(b"in a", false))])),
+                ("share", Item::Dir(vec![("x", Item::File(b"from a", false))])),
+            ],
+        );
+        let root_b = tree(
+            &blobs,
+            200,
+            vec![
+                (
+                    "bin",
+                    Item::Dir(vec![("b", Item::File(b"#!/bin/sh\necho b\n", true))]),
+                ),
+                ("clash", Item::File(b"a file in b", false)),
+                ("lib", Item::Link(b"bin")),
+                ("share", Item::Dir(vec![("x", Item::File(b"from b", false))])),
+            ],
+        );
+        let a = artifact(&catalog, "a", root_a);
+        let b = artifact(&catalog, "b", root_b);
+        Fixture { blobs, catalog, a, b }
+    }
+
+    fn view(fixture: &Fixture, root: ViewRoot) -> View {
+        View::new(fixture.blobs.clone(), fixture.catalog.clone(), &root).unwrap()
+    }
+
+    /// The inode at `path` (`/`-separated) below the root; panics if absent.
+    fn walk(view: &View, path: &str) -> (u64, Kind) {
+        let mut at = (ROOT, view.kind(ROOT).unwrap());
+        for name in path.split('/') {
+            at = view
+                .lookup(at.0, name.as_bytes())
+                .unwrap()
+                .unwrap_or_else(|| panic!("{path}: no {name}"));
+        }
+        at
+    }
+
+    fn names(view: &View, ino: u64) -> Vec<String> {
+        let listing = view.listing(ino).unwrap();
+        listing
+            .iter()
+            .map(|(name, _, _)| String::from_utf8_lossy(name).into_owned())
+            .collect()
+    }
+
+    fn file_bytes(view: &View, kind: &Kind) -> Vec<u8> {
+        match kind {
+            Kind::File { digest, .. } => view.blobs().read(digest).unwrap(),
+            other => panic!("not a file: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn artifact_view_looks_up_files_links_and_mtimes() {
+        let fixture = fixture();
+        let view = view(&fixture, ViewRoot::Artifact(fixture.b.id.clone()));
+        assert_eq!(names(&view, ROOT), ["bin", "clash", "lib", "share"]);
+        let (ino, kind) = walk(&view, "bin/b");
+        assert_eq!(
+            kind,
+            Kind::File {
+                digest: Digest::of(b"#!/bin/sh\necho b\n"),
+                size: 17,
+                executable: true
+            }
+        );
+        assert_eq!(view.mtime(ino), mtime(200));
+        assert_eq!(view.seen_at(ino), "b");
+        assert_eq!(walk(&view, "lib").1, Kind::Symlink(Arc::from(&b"bin"[..])));
+        assert_eq!(view.mtime(ROOT), Mtime::UNRECORDED);
+        assert_eq!(view.lookup(ROOT, b"missing").unwrap(), None);
+        assert!(matches!(view.listing(ino), Err(FsError::NotADirectory(i)) if i == ino));
+        assert!(matches!(view.listing(9999), Err(FsError::NoSuchInode(9999))));
+        // Looking up again hands out the same inode.
+        assert_eq!(walk(&view, "bin/b").0, ino);
+    }
+
+    #[test]
+    fn unknown_roots_are_refused() {
+        let fixture = fixture();
+        let blobs: Arc<dyn BlobService> = fixture.blobs.clone();
+        let catalog: Arc<dyn Catalog> = fixture.catalog.clone();
+        let missing = ViewRoot::Profile("missing".into());
+        assert!(matches!(
+            View::new(blobs.clone(), catalog.clone(), &missing),
+            Err(FsError::UnknownRoot(_))
+        ));
+        let id = ArtifactId::new("missing", ShortDigest::of(b"missing")).unwrap();
+        assert!(matches!(
+            View::new(blobs, catalog, &ViewRoot::Artifact(id)),
+            Err(FsError::UnknownRoot(_))
+        ));
+    }
+
+    #[test]
+    fn profile_view_is_the_union_first_artifact_first() {
+        let fixture = fixture();
+        fixture
+            .catalog
+            .set_profile("main", doc(&[&fixture.a, &fixture.b]));
+        let view = view(&fixture, ViewRoot::Profile("main".into()));
+        assert_eq!(names(&view, ROOT), ["bin", "clash", "lib", "share"]);
+        // Directories of both merge; the first artifact's mtime shows.
+        let (bin, _) = walk(&view, "bin");
+        assert_eq!(names(&view, bin), ["a", "b"]);
+        assert_eq!(view.mtime(bin), mtime(100));
+        // A name both have as files: the first artifact's.
+        assert_eq!(file_bytes(&view, &walk(&view, "share/x").1), b"from a");
+        // A directory in the first shadows a file in the second.
+        let (clash, kind) = walk(&view, "clash");
+        assert!(
+            matches!(kind, Kind::Union(ref trees) if trees.len() == 1),
+            "{kind:?}"
+        );
+        assert_eq!(names(&view, clash), ["inside"]);
+    }
+
+    #[test]
+    fn identical_files_share_an_inode_and_other_mtimes_do_not() {
+        let fixture = fixture();
+        let same = tree(
+            &fixture.blobs,
+            100,
+            vec![
+                ("one", Item::File(b"same", false)),
+                ("two", Item::File(b"same", false)),
+            ],
+        );
+        let later = tree(&fixture.blobs, 300, vec![("three", Item::File(b"same", false))]);
+        let a = artifact(&fixture.catalog, "same", same);
+        let b = artifact(&fixture.catalog, "later", later);
+        fixture.catalog.set_profile("main", doc(&[&a, &b]));
+        let view = view(&fixture, ViewRoot::Profile("main".into()));
+        assert_eq!(walk(&view, "one").0, walk(&view, "two").0);
+        assert_ne!(walk(&view, "one").0, walk(&view, "three").0);
+        assert_eq!(view.mtime(walk(&view, "three").0), mtime(300));
+    }
+
+    #[test]
+    fn generation_switch_is_seen_after_refresh_only() {
+        let fixture = fixture();
+        fixture.catalog.set_profile("main", doc(&[&fixture.a]));
+        let view = view(&fixture, ViewRoot::Profile("main".into()));
+        let (old_x, old_kind) = walk(&view, "share/x");
+        assert_eq!(names(&view, ROOT), ["bin", "clash", "share"]);
+        assert!(view.refresh_profiles().is_empty(), "nothing switched yet");
+
+        fixture.catalog.set_profile("main", doc(&[&fixture.b]));
+        // Until refreshed, the listing kept is the old generation's.
+        assert_eq!(names(&view, ROOT), ["bin", "clash", "share"]);
+        let invalidations = view.refresh_profiles();
+        assert_eq!(invalidations.len(), 1, "{invalidations:?}");
+        assert_eq!(invalidations[0].parent, ROOT);
+        let forgotten: Vec<&[u8]> = invalidations[0].names.iter().map(|n| &n[..]).collect();
+        assert_eq!(forgotten, [&b"bin"[..], b"clash", b"share"]);
+
+        assert_eq!(names(&view, ROOT), ["bin", "clash", "lib", "share"]);
+        let (new_x, new_kind) = walk(&view, "share/x");
+        assert_eq!(file_bytes(&view, &new_kind), b"from b");
+        assert_ne!(new_x, old_x);
+        // An inode handed out before the switch (an open file) still resolves.
+        assert_eq!(view.kind(old_x), Some(old_kind));
+        assert!(view.refresh_profiles().is_empty(), "no second switch");
+    }
+
+    #[test]
+    fn store_wide_view_lists_artifacts_and_profiles() {
+        let fixture = fixture();
+        fixture.catalog.set_profile("main", doc(&[&fixture.a]));
+        let view = view(&fixture, ViewRoot::All);
+        assert_eq!(names(&view, ROOT), ["artifacts", "profiles"]);
+        assert_eq!(names(&view, walk(&view, "artifacts").0), ["a", "b"]);
+        let hash = fixture.b.id.hash().to_string();
+        assert_eq!(names(&view, walk(&view, "artifacts/b").0), [hash.clone()]);
+        let (_, bin_b) = walk(&view, &format!("artifacts/b/{hash}/bin/b"));
+        assert_eq!(file_bytes(&view, &bin_b), b"#!/bin/sh\necho b\n");
+        assert_eq!(names(&view, walk(&view, "profiles").0), ["main"]);
+        assert_eq!(
+            file_bytes(&view, &walk(&view, "profiles/main/share/x").1),
+            b"from a"
+        );
+        // Store-wide listings are re-read: a new profile shows at once.
+        fixture.catalog.set_profile("second", doc(&[&fixture.b]));
+        assert_eq!(names(&view, walk(&view, "profiles").0), ["main", "second"]);
+    }
+}

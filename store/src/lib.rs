@@ -24,6 +24,7 @@ pub mod source;
 pub mod stack;
 pub mod store;
 pub mod suggest;
+pub mod testing;
 pub mod tree;
 pub mod union;
 pub mod verify;

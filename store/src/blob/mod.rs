@@ -6,6 +6,9 @@
 //! an [`IngestBatch`] that makes a whole ingest durable with two `syncfs` calls instead of one
 //! `fsync` per object.
 //!
+//! [`MemoryBlobService`] holds objects in memory for tests of the layers above; every backend
+//! is held to the same contract by one suite ([`crate::testing::blob_contract`]).
+//!
 //! Every read is verified: a backend never hands out bytes whose hash it has not checked against
 //! the digest that was asked for. A corrupt object is an error naming it, never wrong bytes.
 //! Files handed out for reading in place are hashed once per process and then trusted by their
@@ -13,9 +16,13 @@
 
 pub mod copies;
 mod local;
+mod memory;
+#[cfg(test)]
+mod tests;
 
 pub use copies::{BadCopy, CopiesReport, VerifiedCopy};
 pub use local::{evict_oldest, walk_fanout, IngestBatch, LocalBlobService, PutOutcome, StoredObject};
+pub use memory::MemoryBlobService;
 
 use std::fs::File;
 use std::io;

@@ -2,11 +2,16 @@
 //!
 //! Together with [`crate::blob::BlobService`] this is everything the FUSE view reads, so a
 //! view over a local store and one over a published remote store differ only in the two
-//! backends they are given.
+//! backends they are given. [`MemoryCatalog`] serves tests; every backend is held to the
+//! same contract by one suite ([`crate::testing::catalog_contract`]).
 
 mod local;
+mod memory;
+#[cfg(test)]
+mod tests;
 
 pub use local::LocalCatalog;
+pub use memory::MemoryCatalog;
 
 use crate::artifact::ArtifactId;
 use crate::hash::Digest;
