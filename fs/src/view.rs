@@ -682,7 +682,10 @@ mod tests {
         assert_eq!(names(&view, ROOT), ["artifacts", "profiles"]);
         assert_eq!(names(&view, walk(&view, "artifacts").0), ["a", "b"]);
         let hash = fixture.b.id.hash().to_string();
-        assert_eq!(names(&view, walk(&view, "artifacts/b").0), [hash.clone()]);
+        assert_eq!(
+            names(&view, walk(&view, "artifacts/b").0),
+            std::slice::from_ref(&hash)
+        );
         let (_, bin_b) = walk(&view, &format!("artifacts/b/{hash}/bin/b"));
         assert_eq!(file_bytes(&view, &bin_b), b"#!/bin/sh\necho b\n");
         assert_eq!(names(&view, walk(&view, "profiles").0), ["main"]);
