@@ -105,7 +105,7 @@ pub enum StoreError {
     BadProfile { path: PathBuf, reason: String },
     /// A lower layer failed during `verify --repair`.
     #[error("repair: {0}")]
-    Repair(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Repair(#[source] crate::source::SourceError),
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
     Io {
