@@ -116,7 +116,7 @@ mount_hdist() {
     mkdir -p "$2"
     MKIND[$2]=hdist
     "$HDIST" --store "$STORE" -q mount "$1" "$2" >&2
-    MPID[$2]="$(find_pid "mount --foreground.* $2\$")"
+    MPID[$2]="$(find_pid " mount .* $2\$")"
 }
 
 # mount_fuse MNT CMD... : start the FUSE daemon CMD, whose last argument is MNT
