@@ -103,3 +103,63 @@ pub fn collect(store: &Store, options: &GcOptions) -> Result<GcReport, GcError> 
     crate::crashpoint::hit("gc.marked");
     sweep.run(store)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+    use crate::tree::MtimePolicy;
+
+    #[test]
+    fn pinned_and_profiled_artifacts_stay_the_rest_goes_and_dry_run_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let add = |name: &str, content: &str| {
+            let src = dir.path().join(name);
+            fs::create_dir_all(&src).unwrap();
+            fs::write(src.join("file"), content).unwrap();
+            store
+                .add_tree(&src, name, None, MtimePolicy::Zero, &|_| {})
+                .unwrap()
+                .record
+                .id
+        };
+        let pinned = add("pinned", "kept by its pin");
+        let member = add("member", "kept by the profile");
+        let garbage = add("garbage", "kept by nothing");
+        store.pin(&pinned).unwrap();
+        store.create_profile("p", &[member.to_string()]).unwrap();
+        let documents = |store: &Store| -> Vec<ArtifactId> {
+            store
+                .artifact_documents()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
+
+        let dry = collect(
+            &store,
+            &GcOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(dry.artifacts, vec![garbage.to_string()]);
+        assert!(dry.objects > 0, "{dry:?}");
+        assert_eq!(documents(&store).len(), 3, "the dry run removed something");
+
+        let report = collect(&store, &GcOptions::default()).unwrap();
+        assert_eq!(report.artifacts, dry.artifacts);
+        assert_eq!((report.objects, report.bytes), (dry.objects, dry.bytes));
+        let left = documents(&store);
+        assert!(left.contains(&pinned) && left.contains(&member), "{left:?}");
+        assert!(!left.contains(&garbage), "{left:?}");
+
+        let again = collect(&store, &GcOptions::default()).unwrap();
+        assert_eq!((again.objects, again.artifacts.len()), (0, 0), "{again:?}");
+        assert_eq!(again.kept_objects, report.kept_objects);
+    }
+}
