@@ -3,7 +3,9 @@
 #   . "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 #
 # Provides:
-#   median                  median of the whitespace-separated numbers on stdin
+#   median [FORMAT]         median of the whitespace-separated numbers on stdin, printed
+#                           with FORMAT (printf; default %.6f, %.0f for whole ms)
+#   now_ms                  wall clock in ms (for spans that are not one command)
 #   time_ms CMD...          run CMD (stdout discarded), print its wall time in ms
 #   is_mounted MNT          MNT is a mount point of this mount namespace
 #   pid_alive PID           PID runs (zombies count as gone)
@@ -23,11 +25,13 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
 fi
 
 median() {
-    tr ' ' '\n' | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END {
+    tr ' ' '\n' | awk 'NF' | sort -g | awk -v f="${1:-%.6f}\n" '{ v[NR] = $1 } END {
         if (NR == 0) exit 1
-        if (NR % 2) printf "%.6f\n", v[(NR + 1) / 2]
-        else printf "%.6f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+        if (NR % 2) printf f, v[(NR + 1) / 2]
+        else printf f, (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+now_ms() { date +%s%3N; }
 
 # EPOCHREALTIME is read right before and after CMD, so the awk that does the
 # arithmetic is not counted.
@@ -112,7 +116,7 @@ mount_hdist() {
     mkdir -p "$2"
     MKIND[$2]=hdist
     "$HDIST" --store "$STORE" -q mount "$1" "$2" >&2
-    MPID[$2]="$(find_pid "mount --foreground.* $2\$")"
+    MPID[$2]="$(find_pid " mount .* $2\$")"
 }
 
 # mount_fuse MNT CMD... : start the FUSE daemon CMD, whose last argument is MNT

@@ -200,7 +200,7 @@ export HDIST_LOG="warn,fuser=error,hdist_fs=info"
 mount_hdistu() { # PROFILE MNT -> mount as $BUSER
     MKIND[$2]=hdistu
     as_user "$HDIST" --store "$USTORE" -q mount "$1" "$2" >&2
-    MPID[$2]="$(find_pid "mount --foreground.* $2\$")"
+    MPID[$2]="$(find_pid " mount .* $2\$")"
 }
 
 mount_squash() { # IMAGE MNT
@@ -364,7 +364,7 @@ mount_time() { # KEY root|user PROFILE MNT
             unmount_one "$m"
             return 0
         fi
-        MPID[$m]="$(find_pid "mount --foreground.* $m\$")"
+        MPID[$m]="$(find_pid " mount .* $m\$")"
         if ! run_as "$who" stat "$m/bin" >/dev/null; then
             log "[$key] stat $m/bin failed right after the mount returned"
             FAILS+=("$key")

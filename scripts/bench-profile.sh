@@ -12,6 +12,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 need_pkgs fuse3 strace python3
 build_hdist || die "cargo build failed"
@@ -26,7 +28,6 @@ cleanup() {
 }
 trap cleanup EXIT
 hd() { "$HDIST" --store "$STORE" -q "$@"; }
-now_ms() { date +%s%3N; }
 
 log "generating 500 artifacts x 200 files"
 python3 - "$OUT/src" <<'PY'
@@ -93,7 +94,6 @@ KEY=$(hd fetch "$CACHE_DIR/corpus/debsrc/hello_2.10.orig.tar.gz")
 strace -f -e trace=connect -o "$OUT/strace" "$HDIST" --store "$STORE" -q fetch "http://127.0.0.1:9/hello_2.10.orig.tar.gz" "$KEY" >/dev/null
 CONNECTS=$(grep -c 'connect(' "$OUT/strace" || true)
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo
 echo "| measurement | value |"
 echo "| --- | ---: |"
@@ -101,10 +101,10 @@ echo "| artifacts / files in the profile | 500 / $(cat "$OUT/files") |"
 echo "| objects in the store | $OBJECTS |"
 echo "| ingest of 500 artifacts (500 processes) | $((t1 - t0)) ms |"
 echo "| mount of the 500-artifact profile | $((t3 - t2)) ms |"
-echo "| generation switch until the mounted view shows it (median of 10) | $(median "${SWITCH[@]}") ms |"
+echo "| generation switch until the mounted view shows it (median of 10) | $(median %.0f <<<"${SWITCH[*]}") ms |"
 echo "| generation switch, all 10 samples | ${SWITCH[*]} ms |"
 echo "| gc --dry-run over the store | $((t5 - t4)) ms |"
 echo "| gc (100 artifacts dropped) | $((t7 - t6)) ms |"
 echo "| gc freed | $(tail -n 1 "$OUT/gc") |"
-echo "| hdist build of the cached hello/zlib/minigzip stack | $(median "${BUILD_MS[@]}") ms (runs: ${BUILD_MS[*]}) |"
+echo "| hdist build of the cached hello/zlib/minigzip stack | $(median %.0f <<<"${BUILD_MS[*]}") ms (runs: ${BUILD_MS[*]}) |"
 echo "| connect() calls when re-fetching a present key | $CONNECTS |"

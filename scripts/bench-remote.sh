@@ -12,6 +12,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 RUNS="${1:-5}"
 WORKLOAD='import json, sqlite3, ssl, decimal, asyncio, email'
@@ -35,13 +37,11 @@ trap cleanup EXIT
 export HDIST_STORE="$WORK/store"
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-now_ms() { date +%s%3N; }
 run_ms() { # run_ms PYTHON : wall ms of one workload run
     local t0 t1
     t0=$(now_ms); "$1" -c "$WORKLOAD"; t1=$(now_ms); echo $((t1 - t0))
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-warm_ms() { local i; "$1" -c "$WORKLOAD"; for ((i = 0; i < RUNS; i++)); do run_ms "$1"; done | median; }
+warm_ms() { local i; "$1" -c "$WORKLOAD"; for ((i = 0; i < RUNS; i++)); do run_ms "$1"; done | median %.0f; }
 
 log "ingest + publish"
 id=$("$HDIST" -q store add "$CPY" --name cpython --version 3.11)
@@ -116,7 +116,6 @@ read -r PLAIN_COLD PLAIN_REQS PLAIN_BYTES PLAIN_WARM < <(remote plain)
 log "remote, prefetch list"
 read -r PF_COLD PF_REQS PF_BYTES PF_WARM < <(remote prefetch)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 echo
 echo "Workload: \`python3 -c '$WORKLOAD'\`; $FILES files, $TOUCHED bytes touched; warm = median of $RUNS."
 echo

@@ -13,6 +13,8 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 need_pkgs fuse3 build-essential
 build_hdist || die "cargo build failed"
@@ -24,19 +26,11 @@ cleanup() {
 }
 trap cleanup EXIT
 hd() { "$HDIST" --store "$STORE" -q "$@"; }
-now_ms() { date +%s%3N; }
-# time_ms CMD... : run once, print elapsed milliseconds
-time_ms() {
-    local t0
-    t0=$(now_ms)
-    "$@" >/dev/null
-    echo $(($(now_ms) - t0))
-}
 # median_ms N CMD... : median of N runs in milliseconds
 median_ms() {
     local n=$1 i
     shift
-    for ((i = 0; i < n; i++)); do time_ms "$@"; done | sort -n | sed -n "$(((n + 1) / 2))p"
+    for ((i = 0; i < n; i++)); do time_ms "$@"; done | median %.0f
 }
 
 rows=()

@@ -109,6 +109,9 @@ pub struct Globals {
     store: Option<PathBuf>,
     quiet: bool,
     verbose: u8,
+    /// The command line as parsed (after the `mount.fuse.hdist` translation), which the mount
+    /// daemon runs again.
+    argv: Vec<std::ffi::OsString>,
 }
 
 impl Globals {
@@ -155,10 +158,8 @@ fn mount_helper_args() -> Option<Vec<std::ffi::OsString>> {
 }
 
 fn main() -> ExitCode {
-    let cli = match mount_helper_args() {
-        Some(args) => Cli::parse_from(args),
-        None => Cli::parse(),
-    };
+    let argv = mount_helper_args().unwrap_or_else(|| std::env::args_os().collect());
+    let cli = Cli::parse_from(&argv);
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
@@ -179,6 +180,7 @@ fn main() -> ExitCode {
         store: cli.store,
         quiet: cli.quiet,
         verbose: cli.verbose,
+        argv,
     };
     let result = match cli.command {
         Command::Hash(args) => store_cmd::hash(&args),

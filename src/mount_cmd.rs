@@ -1,8 +1,10 @@
 //! `hdist mount`, `hdist umount`, `hdist mounts`.
 //!
-//! `mount` daemonises by re-running itself with `--foreground` in a new process group; the
-//! child prints `ready` on its stdout once the kernel handshake is done, so the parent returns
-//! only when the mount answers. The child's log goes to `<store>/logs/`.
+//! `mount` daemonises by re-running its own command line in a new process group with
+//! [`DAEMON_ENV`] set, which makes it serve in the foreground; the child prints `ready` on its
+//! stdout once the kernel handshake is done, so the parent returns only when the mount
+//! answers. The child's log goes to `<store>/logs/`. A new mount flag is declared once, in
+//! [`MountArgs`]: the daemon sees the same command line.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -26,7 +28,11 @@ use std::time::Duration;
 
 use crate::Globals;
 
-#[derive(Debug, Args)]
+/// Set (to `1`) for the daemon `mount` starts: it serves in the foreground, reports `ready` on
+/// stdout once mounted, and then leaves the caller's working directory.
+const DAEMON_ENV: &str = "HDIST_MOUNT_DAEMON";
+
+#[derive(Debug, Clone, Args)]
 pub struct MountArgs {
     /// PROFILE or ARTIFACT_ID, then DIR (with --all: only DIR).
     #[arg(required = true, num_args = 1..=2, value_name = "PROFILE|ARTIFACT DIR")]
@@ -40,9 +46,6 @@ pub struct MountArgs {
     /// Let other users see the mount (non-root needs user_allow_other in /etc/fuse.conf).
     #[arg(long)]
     allow_other: bool,
-    /// Internal: print `ready` on stdout once mounted (used by the daemonising parent).
-    #[arg(long, hide = true)]
-    notify_ready: bool,
     /// Mount from a published store at this URL instead of the local store (repeat for
     /// mirrors, tried in order with fail-over).
     #[arg(long, value_name = "URL")]
@@ -78,6 +81,13 @@ pub struct UmountArgs {
 }
 
 pub fn mount(globals: &Globals, args: &MountArgs) -> Result<ExitCode> {
+    let daemon_args;
+    let args = if is_daemon() {
+        daemon_args = as_daemon(args)?;
+        &daemon_args
+    } else {
+        args
+    };
     let (target, dir) = match (args.all, args.positional.as_slice()) {
         (true, [dir]) => (None, PathBuf::from(dir)),
         (false, [target, dir]) => (Some(target.to_string_lossy().into_owned()), PathBuf::from(dir)),
@@ -116,13 +126,7 @@ pub fn mount(globals: &Globals, args: &MountArgs) -> Result<ExitCode> {
     };
     hdist_fs::check_mountpoint(&dir)?;
     if !args.foreground {
-        return daemonise(
-            globals,
-            &store.root().join("logs"),
-            Some(store.root()),
-            args,
-            &dir,
-        );
+        return daemonise(globals, &store.root().join("logs"), &dir);
     }
     let blobs: Arc<dyn BlobService> = store.blobs().clone();
     let origin = store.root().display().to_string();
@@ -151,7 +155,7 @@ fn mount_remote(
         std::fs::create_dir_all(&cache_dir)
             .with_context(|| format!("cannot create the cache {}", cache_dir.display()))?;
         let cache_dir = std::fs::canonicalize(&cache_dir)?;
-        return daemonise(globals, &cache_dir.join("logs"), None, args, &dir);
+        return daemonise(globals, &cache_dir.join("logs"), &dir);
     }
     let http = Arc::new(HttpBlobService::new(
         &args.remote,
@@ -192,6 +196,38 @@ fn mount_remote(
         cache_dir.display()
     );
     result
+}
+
+/// Whether this process is the daemon a `mount` started.
+fn is_daemon() -> bool {
+    std::env::var_os(DAEMON_ENV).is_some_and(|v| v == "1")
+}
+
+/// The daemon's view of its command line: in the foreground, with the paths it keeps using
+/// resolved, since it leaves the working directory once mounted (the parent checked that the
+/// mount point exists and created the cache).
+fn as_daemon(args: &MountArgs) -> Result<MountArgs> {
+    let mut args = args.clone();
+    args.foreground = true;
+    if let Some(dir) = args.positional.last_mut() {
+        let resolved = std::fs::canonicalize(&*dir)
+            .with_context(|| format!("cannot resolve {}", PathBuf::from(&*dir).display()))?;
+        *dir = resolved.into_os_string();
+    }
+    if !args.remote.is_empty() {
+        let cache = match &args.cache {
+            Some(dir) => dir.clone(),
+            None => default_cache_dir()?,
+        };
+        args.cache = Some(
+            std::fs::canonicalize(&cache)
+                .with_context(|| format!("cannot resolve the cache {}", cache.display()))?,
+        );
+    }
+    if let Some(trace) = &args.record_trace {
+        args.record_trace = Some(std::path::absolute(trace).unwrap_or_else(|_| trace.clone()));
+    }
+    Ok(args)
 }
 
 fn default_cache_dir() -> Result<PathBuf> {
@@ -269,7 +305,9 @@ fn serve(
     let signals = block_termination_signals();
     let mounted = hdist_fs::mount(view, dir, &options)?;
     spawn_signal_thread(signals, dir.to_path_buf());
-    if args.notify_ready {
+    if is_daemon() {
+        // Not to keep the caller's working directory (and its file system) busy.
+        std::env::set_current_dir("/").context("cannot change to /")?;
         println!("ready");
         redirect_stdout_to_null();
     }
@@ -292,13 +330,9 @@ fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-fn daemonise(
-    globals: &Globals,
-    logs: &Path,
-    store: Option<&Path>,
-    args: &MountArgs,
-    dir: &Path,
-) -> Result<ExitCode> {
+/// Starts the daemon (see the module docs) with its log in `logs`, and returns once it has
+/// mounted `dir` (or failed, with its log as the error).
+fn daemonise(globals: &Globals, logs: &Path, dir: &Path) -> Result<ExitCode> {
     // Inside the store (or the remote cache): its modes, not the umask's.
     hdist_store::modes::create_dir_all(logs, hdist_store::modes::SHARED_DIR)
         .with_context(|| format!("cannot create {}", logs.display()))?;
@@ -310,51 +344,11 @@ fn daemonise(
     let log = hdist_store::modes::create_file(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find the hdist executable")?;
+    // The same command line (so every flag reaches the daemon without being listed here), in
+    // the same working directory (so relative paths mean the same).
     let mut command = Command::new(exe);
-    if let Some(store) = store {
-        command.arg("--store").arg(store);
-    }
-    command.arg("mount").arg("--foreground").arg("--notify-ready");
-    for url in &args.remote {
-        command.arg("--remote").arg(url);
-    }
-    if let Some(key) = &args.key {
-        command.arg("--key").arg(key);
-    }
-    if !args.remote.is_empty() {
-        // The child's cwd is /: pass the cache resolved (the parent created it).
-        let cache = logs.parent().unwrap_or(logs);
-        command.arg("--cache").arg(cache);
-        command.arg("--cache-size").arg(&args.cache_size);
-        command.arg("--poll").arg(args.poll.to_string());
-        command.arg("--timeout").arg(args.timeout.to_string());
-    }
-    if let Some(trace) = &args.record_trace {
-        let trace = std::path::absolute(trace).unwrap_or_else(|_| trace.clone());
-        command.arg("--record-trace").arg(trace);
-    }
-    if args.all {
-        command.arg("--all");
-    }
-    if args.allow_other {
-        command.arg("--allow-other");
-    }
-    for _ in 0..globals.verbose {
-        command.arg("-v");
-    }
-    if globals.quiet {
-        command.arg("-q");
-    }
-    for (i, arg) in args.positional.iter().enumerate() {
-        // The last positional is the mount point: pass it resolved, the child's cwd may differ.
-        if i + 1 == args.positional.len() {
-            command.arg(&dir);
-        } else {
-            command.arg(arg);
-        }
-    }
+    command.args(globals.argv.iter().skip(1)).env(DAEMON_ENV, "1");
     let mut child = command
-        .current_dir("/")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)

@@ -475,7 +475,7 @@ pub fn gc(globals: &Globals, args: &GcArgs) -> Result<ExitCode> {
         }
     }
     let start = std::time::Instant::now();
-    let report = store.gc(&options)?;
+    let report = hdist_store::gc::collect(&store, &options)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

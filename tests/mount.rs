@@ -162,6 +162,23 @@ fn every_write_fails_with_erofs_and_the_store_is_unchanged() {
     let rc = unsafe { libc::setxattr(c_file.as_ptr(), name.as_ptr(), b"v".as_ptr().cast(), 1, 0) };
     assert_eq!(rc, -1);
     assert_eq!(std::io::Error::last_os_error().raw_os_error(), erofs, "setxattr");
+    // SAFETY: valid strings.
+    assert_eq!(unsafe { libc::removexattr(c_file.as_ptr(), name.as_ptr()) }, -1);
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        erofs,
+        "removexattr"
+    );
+    let c_fifo = std::ffi::CString::new(mnt.join("fifo").as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid path string.
+    assert_eq!(
+        unsafe { libc::mknod(c_fifo.as_ptr(), libc::S_IFIFO | 0o644, 0) },
+        -1
+    );
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), erofs, "mknod");
+    // SAFETY: valid path string; a null `times` sets both to now.
+    assert_eq!(unsafe { libc::utimes(c_file.as_ptr(), std::ptr::null()) }, -1);
+    assert_eq!(std::io::Error::last_os_error().raw_os_error(), erofs, "utimes");
     assert_eq!(fs::read(&file).unwrap(), b"hello\n");
     let after = t.stats();
     assert_eq!(before["objects"], after["objects"]);

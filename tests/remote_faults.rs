@@ -177,24 +177,15 @@ impl Node {
         assert!(took < FAST_FAILURE, "{fault}: the cached read took {took:?}");
     }
 
-    /// The hdist daemon serving this mount (the `--foreground` child whose arguments name
-    /// the mount point).
+    /// The hdist daemon serving this mount (the pid its mount registered).
     fn daemon_pid(&self) -> u32 {
         let mnt = fs::canonicalize(&self.mnt).unwrap();
-        let mnt = mnt.as_os_str().as_encoded_bytes();
-        for entry in fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            if args.contains(&&b"--foreground"[..]) && args.contains(&mnt) {
-                return pid;
-            }
-        }
-        panic!("no daemon serves {}", self.mnt.display());
+        hdist_fs::list_mounts()
+            .unwrap()
+            .into_iter()
+            .find(|m| m.mountpoint == mnt)
+            .and_then(|m| m.pid)
+            .unwrap_or_else(|| panic!("no daemon serves {}", self.mnt.display()))
     }
 }
 

@@ -93,14 +93,6 @@ pub enum StoreError {
     /// An artifact document parses but describes another id than its path says.
     #[error("artifact document {path} describes {found}, not the artifact its path names; `hdist store verify --repair` removes it")]
     MisplacedDocument { path: PathBuf, found: String },
-    /// GC found a tree it must keep missing or unreadable, so it cannot know what lies below.
-    #[error("cannot collect garbage: {owner} is kept but incomplete at {path:?} (run `hdist store verify` for every problem, then add the artifact again, which gives the same id, or run `hdist store verify --repair`)")]
-    IncompleteRoot {
-        owner: String,
-        path: String,
-        #[source]
-        source: Box<StoreError>,
-    },
     /// No profile of that name (or generation).
     #[error("no profile {name:?} in store {store}{suggestion} (`hdist profile list` lists them)")]
     UnknownProfile {
@@ -111,12 +103,9 @@ pub enum StoreError {
     /// A profile file does not parse.
     #[error("profile data {path} is malformed: {reason}")]
     BadProfile { path: PathBuf, reason: String },
-    /// A lower layer failed during garbage collection.
-    #[error("garbage collection: {0}")]
-    Gc(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A lower layer failed during `verify --repair`.
     #[error("repair: {0}")]
-    Repair(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Repair(#[source] crate::source::SourceError),
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
     Io {

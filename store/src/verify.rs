@@ -591,7 +591,7 @@ fn apply_fixes(store: &Store, report: &mut VerifyReport) -> Result<(), StoreErro
                 format!("removed damaged document {}", path.display())
             }
             Fix::RemoveSource(key) => {
-                crate::source::remove_source(store, key).map_err(|e| StoreError::Repair(Box::new(e)))?;
+                crate::source::remove_source(store, key).map_err(StoreError::Repair)?;
                 format!(
                     "removed source {key}, whose content is broken ({reason}); `hdist fetch` gets it again"
                 )

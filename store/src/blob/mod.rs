@@ -63,6 +63,9 @@ pub enum BlobError {
         #[source]
         source: io::Error,
     },
+    /// A remote store (behind a mount) failed other than by lacking or corrupting the object.
+    #[error("fetch from the remote store: {0}")]
+    Remote(#[source] Box<crate::remote::RemoteError>),
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
     Io {

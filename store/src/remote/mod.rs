@@ -112,11 +112,7 @@ impl From<RemoteError> for BlobError {
     fn from(e: RemoteError) -> BlobError {
         match e {
             RemoteError::Blob(e) => e,
-            other => BlobError::Io {
-                action: "fetch",
-                path: PathBuf::from("remote"),
-                source: io::Error::other(other),
-            },
+            other => BlobError::Remote(Box::new(other)),
         }
     }
 }
