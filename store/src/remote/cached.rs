@@ -1,5 +1,6 @@
 //! [`CachedBlobService`]: a node-local, size-bounded cache of verified objects in front of a
-//! remote backend.
+//! remote backend. Nothing in it is specific to HTTP: the upstream is any [`BlobService`], and
+//! the blob contract suite runs it over memory and local upstreams too.
 //!
 //! ```text
 //! <cache>/
