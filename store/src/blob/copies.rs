@@ -301,7 +301,7 @@ pub(crate) fn check_copies(
     on_bad: impl Fn(&Path, &Digest) -> String + Sync,
 ) -> CopiesReport {
     use rayon::prelude::*;
-    let files = super::walk_fanout(dir);
+    let files = super::fanout::walk(dir);
     let results: Vec<(u64, Option<BadCopy>)> = files
         .par_iter()
         .filter_map(|(path, len, _)| {
@@ -354,9 +354,8 @@ mod tests {
 
     fn write_copy(dir: &Path, bytes: &[u8]) -> (PathBuf, Digest) {
         let digest = Digest::of(bytes);
-        let hex = digest.to_hex();
-        fs::create_dir_all(dir.join(&hex[..2])).unwrap();
-        let path = dir.join(&hex[..2]).join(&hex);
+        fs::create_dir_all(crate::blob::fanout::dir_of(dir, &digest)).unwrap();
+        let path = crate::blob::fanout::path(dir, &digest);
         fs::write(&path, bytes).unwrap();
         (path, digest)
     }
@@ -408,7 +407,7 @@ mod tests {
         let (_, _) = write_copy(dir.path(), b"good");
         let (bad, bad_digest) = write_copy(dir.path(), b"bad");
         fs::write(
-            dir.path().join(&bad_digest.to_hex()[..2]).join("not-a-copy"),
+            crate::blob::fanout::dir_of(dir.path(), &bad_digest).join("not-a-copy"),
             b"x",
         )
         .unwrap();

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::copies::{check_copies, drop_copy, Checked, CopiesReport, TrustedCopies, VerifiedCopy};
-use super::{BlobError, BlobService, Codec};
+use super::{fanout, BlobError, BlobService, Codec};
 use crate::hash::{Digest, DigestWriter};
 use crate::modes;
 use crate::scratch::{syncfs, Scratch};
@@ -94,14 +94,7 @@ impl LocalBlobService {
         // All 256 fan-out directories exist from the start, so adding an object never has to
         // create one (a mkdir per object was a third of an ingest's system time).
         if !objects.join("ff").is_dir() {
-            for byte in 0..=255u8 {
-                let fanout = objects.join(format!("{byte:02x}"));
-                match modes::create_dir(&fanout, modes::SHARED_DIR) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(BlobError::io("create directory", &fanout)(e)),
-                }
-            }
+            fanout::create_all(&objects).map_err(BlobError::io("create directory", &objects))?;
         }
         Ok(LocalBlobService {
             objects,
@@ -126,13 +119,11 @@ impl LocalBlobService {
     }
 
     fn object_path(&self, digest: &Digest, codec: Codec) -> PathBuf {
-        let hex = digest.to_hex();
-        let mut path = self.objects.join(&hex[..2]);
-        match codec {
-            Codec::Raw => path.push(&hex),
-            Codec::Zstd => path.push(format!("{hex}.zst")),
-        }
-        path
+        let suffix = match codec {
+            Codec::Raw => "",
+            Codec::Zstd => ".zst",
+        };
+        fanout::path_with_suffix(&self.objects, digest, suffix)
     }
 
     /// Finds an object on disk.
@@ -233,9 +224,8 @@ impl LocalBlobService {
     /// re-hashed before it is re-used, so it cannot spread to new exports either.
     pub fn linkfarm_copy(&self, digest: &Digest, variant: &str) -> Result<PathBuf, BlobError> {
         let object = self.require(digest)?;
-        let hex = digest.to_hex();
-        let name = format!("{hex}{LINKFARM_VARIANT_SEPARATOR}{variant}");
-        let dest = self.linkfarm.join(&hex[..2]).join(name);
+        let suffix = format!("{LINKFARM_VARIANT_SEPARATOR}{variant}");
+        let dest = fanout::path_with_suffix(&self.linkfarm, digest, &suffix);
         let expected = self.raw_size(&object)?;
         if fs::metadata(&dest).map(|m| m.len()).ok() == Some(expected) {
             // Links to it let users write to it: a copy is re-used only once it hashed right.
@@ -326,15 +316,12 @@ impl LocalBlobService {
     }
 
     fn cache_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.to_hex();
-        self.cache.join(&hex[..2]).join(hex)
+        fanout::path(&self.cache, digest)
     }
 
     fn cache_counter(&self) -> &AtomicU64 {
-        self.cache_bytes.get_or_init(|| {
-            let total = walk_fanout(&self.cache).iter().map(|(_, len, _)| len).sum();
-            AtomicU64::new(total)
-        })
+        self.cache_bytes
+            .get_or_init(|| AtomicU64::new(fanout::total_len(&self.cache)))
     }
 
     /// Decompresses `object` into the cache, verifying it on the way, and opens the copy.
@@ -377,8 +364,10 @@ impl LocalBlobService {
     }
 
     fn evict_cache(&self) {
-        self.cache_counter()
-            .store(evict_oldest(&self.cache, self.cache_limit), Ordering::Relaxed);
+        self.cache_counter().store(
+            fanout::evict_oldest(&self.cache, self.cache_limit),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -707,45 +696,6 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
-}
-
-/// Removes the oldest files (by mtime) below the fan-out directories of `dir` until their
-/// total is at 90 % of `limit`; returns the total left. Open handles keep working: an unlinked
-/// file stays readable through its descriptors.
-pub fn evict_oldest(dir: &Path, limit: u64) -> u64 {
-    let mut files = walk_fanout(dir);
-    files.sort_by_key(|(_, _, mtime)| *mtime);
-    let target = limit / 10 * 9;
-    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
-    for (path, len, _) in files {
-        if total <= target {
-            break;
-        }
-        if fs::remove_file(&path).is_ok() {
-            total -= len;
-        }
-    }
-    total
-}
-
-/// Every file one level below the fan-out directories of `dir`: (path, length, mtime).
-pub fn walk_fanout(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
-    let mut out = Vec::new();
-    let Ok(fanouts) = fs::read_dir(dir) else {
-        return out;
-    };
-    for fanout in fanouts.flatten() {
-        let Ok(entries) = fs::read_dir(fanout.path()) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if let Ok(meta) = entry.metadata() {
-                let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-                out.push((entry.path(), meta.len(), mtime));
-            }
-        }
-    }
-    out
 }
 
 /// Passes bytes through to `inner` while hashing them.

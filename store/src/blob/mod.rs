@@ -15,13 +15,14 @@
 //! stamp, re-hashed when it changes; see [`copies`] for that trust model.
 
 pub mod copies;
+pub mod fanout;
 mod local;
 mod memory;
 #[cfg(test)]
 mod tests;
 
 pub use copies::{BadCopy, CopiesReport, VerifiedCopy};
-pub use local::{evict_oldest, walk_fanout, IngestBatch, LocalBlobService, PutOutcome, StoredObject};
+pub use local::{IngestBatch, LocalBlobService, PutOutcome, StoredObject};
 pub use memory::MemoryBlobService;
 
 use std::fs::File;

@@ -1,5 +1,6 @@
 //! [`CachedBlobService`]: a node-local, size-bounded cache of verified objects in front of a
-//! remote backend.
+//! remote backend. Nothing in it is specific to HTTP: the upstream is any [`BlobService`], and
+//! the blob contract suite runs it over memory and local upstreams too.
 //!
 //! ```text
 //! <cache>/
@@ -33,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use super::chunks::ChunkTable;
 use crate::blob::copies::{check_copies, drop_copy, Checked, TrustedCopies};
-use crate::blob::{BlobError, BlobService, CopiesReport, VerifiedCopy};
+use crate::blob::{fanout, BlobError, BlobService, CopiesReport, VerifiedCopy};
 use crate::hash::{Digest, DigestWriter};
 
 /// A use refreshes a cached file's mtime only if it is older than this (one syscall per
@@ -123,8 +124,7 @@ impl CachedBlobService {
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.to_hex();
-        self.objects.join(&hex[..2]).join(hex)
+        fanout::path(&self.objects, digest)
     }
 
     /// Whether the object is in the cache (not verified).
@@ -193,14 +193,8 @@ impl CachedBlobService {
     }
 
     fn counter(&self) -> &AtomicU64 {
-        self.bytes.get_or_init(|| {
-            AtomicU64::new(
-                crate::blob::walk_fanout(&self.objects)
-                    .iter()
-                    .map(|(_, len, _)| len)
-                    .sum(),
-            )
-        })
+        self.bytes
+            .get_or_init(|| AtomicU64::new(fanout::total_len(&self.objects)))
     }
 
     fn fresh_tmp(&self) -> PathBuf {
@@ -401,7 +395,7 @@ impl CachedBlobService {
 
     /// Removes the least recently used copies until the cache is at 90 % of its bound.
     fn evict(&self) {
-        let left = crate::blob::evict_oldest(&self.objects, self.options.limit);
+        let left = fanout::evict_oldest(&self.objects, self.options.limit);
         self.counter().store(left, Ordering::Relaxed);
     }
 }

@@ -119,6 +119,5 @@ impl From<RemoteError> for BlobError {
 
 /// Object path of `digest` inside a published directory (relative, `/`-separated).
 pub fn object_path(digest: &Digest) -> String {
-    let hex = digest.to_hex();
-    format!("objects/{}/{hex}.zst", &hex[..2])
+    format!("objects/{}", crate::blob::fanout::relative(digest, ".zst"))
 }
