@@ -314,13 +314,7 @@ fn serve(
     log::info!("serving {} on {}", options.fsname, dir.display());
     mounted.wait()?;
     if let (Some(recording), Some(out)) = (recording, &args.record_trace) {
-        let text: String = std::iter::once("hdist-trace-1\n".to_string())
-            .chain(recording.touched().iter().map(|d| format!("{d}\n")))
-            .collect();
-        let tmp = out.with_extension("tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, out))
-            .with_context(|| format!("cannot write the trace {}", out.display()))?;
+        hdist_store::remote::write_trace(out, &recording.touched())?;
         log::info!(
             "trace of {} files written to {}",
             recording.touched().len(),

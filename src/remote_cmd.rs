@@ -174,7 +174,7 @@ pub fn trace(globals: &Globals, args: &TraceArgs) -> Result<ExitCode> {
             .join("traces")
             .join(format!("{}.trace", args.profile)),
     };
-    remote::write_trace(store.scratch(), &out, &touched)?;
+    remote::write_trace(&out, &touched)?;
     if !globals.quiet {
         eprintln!(
             "recorded {} files into {} ({status})",
