@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the test/benchmark corpus into $CACHE_DIR/corpus (default .cache/corpus).
 #
-#   scripts/fetch-corpus.sh [cpython] [numpy] [debsrc]     (no argument = all parts)
+#   scripts/fetch-corpus.sh [cpython] [numpy] [debsrc] [templ]     (no argument = all parts)
 #
 # Every download is pinned by version and SHA-256 in scripts/corpus.lock (override the file
 # with HDIST_CORPUS_LOCK). Each run checks every cached download and every extracted tree
@@ -20,6 +20,10 @@
 #            gzip, in corpus/debsrc/, listed in corpus/debsrc/MANIFEST as
 #            "<filename> <sha256> <size-in-bytes>" lines. Adds a deb-src entry to apt
 #            (/etc/apt/sources.list.d/hdist-debsrc.sources) unless one exists.
+#   templ    one small real package per build template (tests/templates.rs), in
+#            corpus/templ/ with a MANIFEST like debsrc's: Debian upstream tarballs (a file
+#            named *.orig.tar.*, fetched as in debsrc) and PyPI files (an sdist or a wheel,
+#            pip download NAME==VERSION, hash-checked).
 #
 # HDIST_FRESH_CORPUS=1 empties the corpus and download caches first (the fresh-machine path).
 # Downloads use only Debian's apt mirrors and PyPI. Safe to re-run and to run concurrently.
@@ -192,11 +196,13 @@ enable_debsrc() {
         log "debsrc: adding the deb-src entries apt needs for 'apt-get source': writing $target"
         printf '%s\n' "$config" | as_root tee "$target" >/dev/null
     fi
-    if ! apt-cache showsrc "$probe" 2>/dev/null | grep -q '^Package:'; then
+    # grep reads all of apt-cache's output: with grep -q, a source package listed more than
+    # once (cjson) gets apt-cache killed by SIGPIPE, which pipefail takes for "not found".
+    if ! apt-cache showsrc "$probe" 2>/dev/null | grep '^Package:' >/dev/null; then
         HDIST_APT_UPDATED=0
         apt_update_once
     fi
-    apt-cache showsrc "$probe" 2>/dev/null | grep -q '^Package:' ||
+    apt-cache showsrc "$probe" 2>/dev/null | grep '^Package:' >/dev/null ||
         die "debsrc: no source package index after apt-get update (is $target right?)"
 }
 
@@ -449,21 +455,83 @@ fetch_numpy() {
     [[ $ok == 1 ]] || die "numpy: some wheels could not be fetched (see above)"
 }
 
+# --------------------------------------------------------------------- templ
+
+# fetch_pypi_file NAME VERSION FILE SHA SIZE : an sdist or a wheel into $DOWNLOADS/pypi/FILE.
+fetch_pypi_file() {
+    local name="$1" version="$2" file="$3" sha="$4" size="$5" dest="$DOWNLOADS/pypi/$3" tmp kind
+    verified "$dest" "$sha" && return 0
+    find_pip
+    new_tmp tmp
+    printf '%s==%s --hash=sha256:%s\n' "$name" "$version" "$sha" >"$tmp/requirements.txt"
+    case "$file" in
+    *.whl) kind=--only-binary=:all: ;;
+    *) kind=--no-binary=:all: ;;
+    esac
+    log "templ: fetching $file ($(size_h "$size")) with pip download $name==$version"
+    ATTEMPTS=()
+    if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "${PIP[@]}" download -q --no-deps \
+        --require-hashes "$kind" -r "$tmp/requirements.txt" -d "$tmp/dl" </dev/null >"$tmp/pip.out" 2>&1; then
+        attempt_failed "pip download $name==$version (PyPI)" "$tmp/pip.out"
+        fail_file "$file"
+    fi
+    verified "$tmp/dl/$file" "$sha" || {
+        ATTEMPTS+=("pip download $name==$version: no $file with the recorded hash")
+        fail_file "$file"
+    }
+    mkdir -p "$DOWNLOADS/pypi"
+    mv "$tmp/dl/$file" "$dest"
+}
+
+fetch_templ() {
+    local dest="$CORPUS/templ" tmp name version file sha size lines manifest="" from
+    lines="$(lock_lines templ)"
+    [[ -n "$lines" ]] || die "templ: no templ lines in $LOCK_FILE"
+    if part_ok templ "$dest"; then
+        log "templ: cached and verified ($dest)"
+        return 0
+    fi
+    new_tmp tmp
+    mkdir "$tmp/templ"
+    while read -r name version file sha size; do
+        case "$file" in
+        *.orig.tar.*)
+            enable_debsrc "$name"
+            from="$DOWNLOADS/debsrc/$file"
+            (fetch_debsrc_file "$name" "$version" "$file" "$sha" "$size") || from=""
+            ;;
+        *)
+            from="$DOWNLOADS/pypi/$file"
+            (fetch_pypi_file "$name" "$version" "$file" "$sha" "$size") || from=""
+            ;;
+        esac
+        if [[ -z "$from" ]]; then
+            drop_part templ "$dest"
+            die "templ: $file could not be fetched (see above); the templ corpus was removed, not left half"
+        fi
+        cp "$from" "$tmp/templ/$file"
+        manifest+="$file $sha $size"$'\n'
+    done <<<"$lines"
+    printf '%s' "$manifest" >"$tmp/templ/MANIFEST"
+    install_part templ "$tmp/templ" "$dest" "from $LOCK_FILE"
+    log "templ: $(wc -l <<<"${manifest%$'\n'}") files in $dest"
+}
+
 # ---------------------------------------------------------------------- main
 
 main() {
     local parts=() p
     for p in "$@"; do
         case "$p" in
-        cpython | numpy | debsrc) parts+=("$p") ;;
+        cpython | numpy | debsrc | templ) parts+=("$p") ;;
         -h | --help)
             usage
             exit 0
             ;;
-        *) die "unknown part '$p' (expected: cpython numpy debsrc)" ;;
+        *) die "unknown part '$p' (expected: cpython numpy debsrc templ)" ;;
         esac
     done
-    [[ ${#parts[@]} -gt 0 ]] || parts=(cpython numpy debsrc)
+    [[ ${#parts[@]} -gt 0 ]] || parts=(cpython numpy debsrc templ)
 
     mkdir -p "$CORPUS"
     # One fetch at a time per cache (test.sh and the benchmarks may overlap).

@@ -4,7 +4,7 @@
 #   scripts/test.sh [extra cargo test arguments...]
 #
 # 1. installs the Debian packages the tests use (those missing; listed with their size),
-# 2. fetches the test corpus (scripts/fetch-corpus.sh cpython debsrc: pinned, hash-checked;
+# 2. fetches the test corpus (scripts/fetch-corpus.sh cpython debsrc templ: pinned, hash-checked;
 #    the tests themselves never reach the network); HDIST_FRESH_CORPUS=1 fetches it anew,
 # 3. runs `cargo test --release --workspace "$@"`: the release profile, so the build that
 #    scripts/demo.sh made is reused (a first build on 2 cores takes about 5-6 minutes),
@@ -22,11 +22,15 @@ START=$SECONDS
 # peers used by tests; build-essential, pkg-config: builds from source;
 # util-linux (setpriv), passwd (useradd): tests that run as an unprivileged user;
 # nginx-light, zstd: the cluster tests (a real HTTP server, forged objects); git: git sources;
-# strace: tests that count what a process opens or connects to.
-need_pkgs fuse3 squashfs-tools build-essential pkg-config util-linux passwd nginx-light zstd git strace
+# strace: tests that count what a process opens or connects to; cmake, meson, ninja-build:
+# the cmake and meson template tests build with the host's tools (on the templates' PATH);
+# python3-venv, python3-pip, python3-setuptools, python3-wheel: the python and wheel
+# template tests install with a virtual environment over the host's python3.
+need_pkgs fuse3 squashfs-tools build-essential pkg-config util-linux passwd nginx-light zstd git strace \
+    cmake meson ninja-build python3-venv python3-pip python3-setuptools python3-wheel
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup, stable) and re-run"
 
-"$ROOT/scripts/fetch-corpus.sh" cpython debsrc
+"$ROOT/scripts/fetch-corpus.sh" cpython debsrc templ
 # Only the first fetch of this run starts from empty caches: scripts the tests run
 # (cluster-demo.sh) fetch again and must find the corpus in place.
 export HDIST_FRESH_CORPUS=0

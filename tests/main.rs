@@ -22,3 +22,4 @@ mod source;
 mod stack;
 mod store;
 mod stress;
+mod templates;

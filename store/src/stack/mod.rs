@@ -12,7 +12,7 @@
 //! version = "1_2_13"             # [A-Za-z0-9_+-]: part of the build spec, hence of the id
 //! template = "configure-make"    # see `templates`; or `build = [ job nodes ]`
 //! sources = [{ url = "zlib_1.2.13.dfsg.orig.tar.bz2", key = "tar.bz2:oh7lpfd6hqao6es7qo3zutsstppdcfy6" }]
-//! configure_flags = []           # template parameters (configure_flags, make_flags)
+//! configure_flags = []           # template parameters (see `templates`)
 //!
 //! [[package]]
 //! name = "minigzip"
@@ -46,6 +46,8 @@
 //!   except those marked `in_profile = false`, plus the run dependencies of what it holds,
 //!   recursively. Build-only dependencies are *not* pulled in: as in Hashdist, the profile is
 //!   what you list, and a build tool you only build with stays out unless you list it.
+//!   Packages built by the `python` or `wheel` template add their `lib/pythonX.Y/site-packages`
+//!   to the profile's `PYTHONPATH` (unless `[stack.env]` sets it; see `run::profile_doc`).
 //! - **Cycles.** A cycle of build dependencies is an error (nothing could be built first). Run
 //!   dependencies may form cycles: they only decide what the profile holds.
 //!
@@ -138,6 +140,9 @@ pub struct Package {
     pub build_deps: Vec<usize>,
     /// Indices of the packages the profile must hold with it.
     pub run_deps: Vec<usize>,
+    /// The template it is built with, if any (Python templates add `PYTHONPATH` to the
+    /// profile).
+    pub template: Option<String>,
     /// Whether the profile lists it for its own sake.
     pub in_profile: bool,
     /// Profile rules for its artifact.

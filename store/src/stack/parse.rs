@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use toml::Spanned;
 
-use super::templates::{self, Params};
+use super::templates::{self, Flags, Params};
 use super::{Package, Stack, StackError, StackSource};
 use crate::artifact::check_name;
 use crate::build::{self, job, BuildError};
@@ -55,10 +55,19 @@ struct RawPackage {
     build_deps: Vec<Spanned<String>>,
     #[serde(default)]
     run_deps: Vec<Spanned<String>>,
+    // Template parameters (see `templates`); `param_span` and `template_params` list them.
     #[serde(default)]
-    configure_flags: Option<Spanned<Vec<String>>>,
+    configure_flags: Option<Spanned<Flags>>,
     #[serde(default)]
-    make_flags: Option<Spanned<Vec<String>>>,
+    make_flags: Option<Spanned<Flags>>,
+    #[serde(default)]
+    cmake_flags: Option<Spanned<Flags>>,
+    #[serde(default)]
+    meson_flags: Option<Spanned<Flags>>,
+    #[serde(default)]
+    pip_flags: Option<Spanned<Flags>>,
+    #[serde(default)]
+    python: Option<Spanned<String>>,
     #[serde(default)]
     rules: Vec<Spanned<RawRule>>,
     #[serde(default = "yes")]
@@ -67,6 +76,35 @@ struct RawPackage {
 
 fn yes() -> bool {
     true
+}
+
+impl RawPackage {
+    /// The template parameters as set.
+    fn template_params(&self) -> Params {
+        let flags = |f: &Option<Spanned<Flags>>| f.as_ref().map(|f| f.get_ref().0.clone());
+        Params {
+            configure_flags: flags(&self.configure_flags),
+            make_flags: flags(&self.make_flags),
+            cmake_flags: flags(&self.cmake_flags),
+            meson_flags: flags(&self.meson_flags),
+            pip_flags: flags(&self.pip_flags),
+            python: self.python.as_ref().map(|p| p.get_ref().clone()),
+        }
+    }
+
+    /// Where the template parameter `param` is set, if it is.
+    fn param_span(&self, param: &str) -> Option<Range<usize>> {
+        let flags = match param {
+            "configure_flags" => &self.configure_flags,
+            "make_flags" => &self.make_flags,
+            "cmake_flags" => &self.cmake_flags,
+            "meson_flags" => &self.meson_flags,
+            "pip_flags" => &self.pip_flags,
+            "python" => return self.python.as_ref().map(Spanned::span),
+            _ => return None,
+        };
+        flags.as_ref().map(Spanned::span)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,6 +295,7 @@ pub fn parse(file: &str, text: &str, base: &Path) -> Result<Stack, StackError> {
             sources: std::mem::take(&mut sources[i]),
             build_deps: std::mem::take(&mut build_deps[i]),
             run_deps: std::mem::take(&mut run_deps[i]),
+            template: package.template.map(Spanned::into_inner),
             in_profile: package.in_profile,
             rules,
             line,
@@ -464,27 +503,26 @@ fn spec_document(
             ))
         }
         (Some(template), None) => {
-            let params = Params {
-                configure_flags: package.configure_flags.as_ref().map(|f| f.get_ref().clone()),
-                make_flags: package.make_flags.as_ref().map(|f| f.get_ref().clone()),
-            };
-            let refs: Vec<String> = imports.iter().map(|(r, _)| r.clone()).collect();
-            templates::expand(template.get_ref(), &params, &refs).map_err(|e| {
+            let deps: Vec<templates::Dep<'_>> = imports
+                .iter()
+                .map(|(r, spec)| templates::Dep {
+                    name: &spec.name,
+                    reference: r,
+                })
+                .collect();
+            let keys: Vec<SourceKey> = sources.iter().map(|s| s.key).collect();
+            templates::expand(template.get_ref(), &package.template_params(), &deps, &keys).map_err(|e| {
                 let span = match &e {
-                    templates::TemplateError::UnusedParam { param, .. } => match *param {
-                        "configure_flags" => package.configure_flags.as_ref().map(Spanned::span),
-                        _ => package.make_flags.as_ref().map(Spanned::span),
-                    }
-                    .unwrap_or(template.span()),
-                    templates::TemplateError::Unknown(_) => template.span(),
+                    templates::TemplateError::NoWheel => package.sources.first().map(Spanned::span),
+                    _ => e.param().and_then(|p| package.param_span(p)),
                 };
-                cx.err(span, format!("package {name}: {e}"))
+                cx.err(span.unwrap_or(template.span()), format!("package {name}: {e}"))
             })?
         }
         (None, Some(nodes)) => {
-            if let Some(flags) = package.configure_flags.as_ref().or(package.make_flags.as_ref()) {
+            if let Some(span) = templates::PARAMETERS.iter().find_map(|p| package.param_span(p)) {
                 return Err(cx.err(
-                    flags.span(),
+                    span,
                     format!(
                         "package {name}: template parameters need a template; with build = [...], \
                          write the flags into the commands"
@@ -751,7 +789,7 @@ in_profile = false
         let (m, l, _) = parse_err(&pkg("a", "template = \"configure-make\""));
         assert!(m.contains("not both") && l == 3, "{m}");
         // Unknown template, parameter without template, bad job node, bad version.
-        let (m, l, _) = parse_err("[[package]]\nname = \"a\"\ntemplate = \"cmake\"\n");
+        let (m, l, _) = parse_err("[[package]]\nname = \"a\"\ntemplate = \"scons\"\n");
         assert!(m.contains("unknown template") && l == 3, "{m}");
         let (m, l, _) = parse_err(&pkg("a", "configure_flags = []"));
         assert!(m.contains("template") && l == 4, "{m}");

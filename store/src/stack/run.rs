@@ -5,13 +5,15 @@
 
 use std::collections::HashMap;
 
-use super::{Stack, StackError};
+use super::{templates, Stack, StackError};
 use crate::artifact::ArtifactId;
 use crate::build::schedule::{self, JobOutcome, OnFailure};
 use crate::build::{self, BuildError, BuildOptions, BuildOutcome};
+use crate::hash::Digest;
 use crate::profile::{Generation, ProfileArtifact, ProfileDoc};
 use crate::source::{self, FetchRequest, HttpOptions, SourceError};
 use crate::store::Store;
+use crate::tree::{self, Node, Tree};
 
 /// Indices of the packages whose artifact is not registered yet, in build order.
 pub fn needs_build(store: &Store, stack: &Stack) -> Result<Vec<usize>, StackError> {
@@ -174,10 +176,17 @@ pub fn build_packages(
 /// The profile document the stack describes: its profile members (see
 /// [`Stack::profile_members`]) with their rules, and the stack's environment.
 ///
+/// Python packages (members built by the `python` or `wheel` template) add `PYTHONPATH`:
+/// `$PROFILE/lib/pythonX.Y/site-packages` for every such directory in their artifacts, in
+/// member order, unless `[stack.env]` sets `PYTHONPATH` itself. `X.Y` is read from the built
+/// artifact, so it is whatever the installing Python chose, with no parameter to keep in step
+/// (the path is the artifact's own: a rule that moves `lib/` would need `[stack.env]`).
+///
 /// # Errors
 /// [`StackError::NotBuilt`] if a member's artifact is not registered.
 pub fn profile_doc(store: &Store, stack: &Stack) -> Result<ProfileDoc, StackError> {
     let mut artifacts = Vec::new();
+    let mut python_path: Vec<String> = Vec::new();
     for i in stack.profile_members() {
         let package = &stack.packages[i];
         let record = store
@@ -188,6 +197,17 @@ pub fn profile_doc(store: &Store, stack: &Stack) -> Result<ProfileDoc, StackErro
                 package: package.name.clone(),
                 id: package.spec.id.to_string(),
             })?;
+        if package
+            .template
+            .as_deref()
+            .is_some_and(|t| templates::PYTHON_TEMPLATES.contains(&t))
+        {
+            for dir in site_packages(store, &record.root)? {
+                if !python_path.contains(&dir) {
+                    python_path.push(dir);
+                }
+            }
+        }
         artifacts.push(ProfileArtifact {
             id: record.id,
             root: record.root,
@@ -196,10 +216,47 @@ pub fn profile_doc(store: &Store, stack: &Stack) -> Result<ProfileDoc, StackErro
             view: None,
         });
     }
-    Ok(ProfileDoc {
-        artifacts,
-        env: stack.env.clone(),
-    })
+    let mut env = stack.env.clone();
+    if !python_path.is_empty() {
+        env.entry(PYTHONPATH.to_string()).or_insert_with(|| {
+            let dirs: Vec<String> = python_path.iter().map(|d| format!("$PROFILE/{d}")).collect();
+            dirs.join(":")
+        });
+    }
+    Ok(ProfileDoc { artifacts, env })
+}
+
+/// The profile variable Python packages set.
+const PYTHONPATH: &str = "PYTHONPATH";
+
+/// The `lib/pythonX.Y/site-packages` directories of the artifact tree `root`, sorted.
+fn site_packages(store: &Store, root: &Digest) -> Result<Vec<String>, StackError> {
+    let blobs = store.blobs();
+    let Some(Node::Directory { digest: lib }) =
+        tree::resolve_path(blobs.as_ref(), root, b"lib").map_err(crate::store::StoreError::from)?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut dirs = Vec::new();
+    for entry in Tree::load(blobs.as_ref(), &lib)
+        .map_err(crate::store::StoreError::from)?
+        .entries()
+    {
+        let (Node::Directory { digest }, Ok(name)) = (&entry.node, std::str::from_utf8(&entry.name)) else {
+            continue;
+        };
+        if !name.starts_with("python") {
+            continue;
+        }
+        let has_site = Tree::load(blobs.as_ref(), digest)
+            .map_err(crate::store::StoreError::from)?
+            .get(b"site-packages")
+            .is_some_and(|e| matches!(e.node, Node::Directory { .. }));
+        if has_site {
+            dirs.push(format!("lib/{name}/site-packages"));
+        }
+    }
+    Ok(dirs)
 }
 
 /// What [`apply_profile`] did.
