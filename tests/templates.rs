@@ -114,9 +114,20 @@ fn cmake_meson_python_and_wheel_packages_build_and_run_from_the_profile() {
         run_ok(&mut command)
     };
 
-    // meson: bin/pkgconf finds its own libpkgconf.so.3 (through the rpath the template adds
-    // to its own lib) and its .pc file through the profile's PKG_CONFIG_PATH.
-    assert_eq!(shell(&["pkgconf", "--modversion", "libpkgconf"]).trim(), "1.8.1");
+    // meson: bin/pkgconf finds its .pc file through the profile's PKG_CONFIG_PATH, and its
+    // own libpkgconf.so.3 through the rpath the template adds to its own lib (not the host's
+    // libpkgconf3, which Debian's pkg-config installs).
+    let out = shell(&[
+        "sh",
+        "-c",
+        "pkgconf --modversion libpkgconf && ldd $HDIST_PROFILE/bin/pkgconf",
+    ]);
+    assert!(out.starts_with("1.8.1\n"), "{out}");
+    let lib = out
+        .lines()
+        .find(|l| l.contains("libpkgconf.so.3"))
+        .unwrap_or_else(|| panic!("bin/pkgconf does not link libpkgconf:\n{out}"));
+    assert!(lib.contains("/artifacts/pkgconf/"), "{lib}");
 
     // cmake: a program compiled against the profile's cJSON and cJSON_Utils runs; the
     // installed libcjson_utils finds libcjson through the install rpath to its own lib.
