@@ -363,3 +363,154 @@ fn bad_stack_files_fail_with_a_position_and_change_nothing() {
     assert_eq!(generations(&t, "p"), ["1"]);
     assert_eq!(t.ok(["ls"]), artifacts);
 }
+
+/// `hdist info PACKAGE --stack FILE [--json]`.
+fn info(t: &TestStore, stack: &Path, package: &str, json: bool) -> String {
+    let mut args = vec![
+        "info".as_ref(),
+        package.as_ref(),
+        "--stack".as_ref(),
+        stack.as_os_str(),
+    ];
+    if json {
+        args.push("--json".as_ref());
+    }
+    t.ok(args)
+}
+
+/// The `status --json` row of `package`.
+fn status_row(t: &TestStore, stack: &Path, package: &str) -> serde_json::Value {
+    let status = status_json(t, stack);
+    let row = status["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == package);
+    row.unwrap_or_else(|| panic!("{package} not in {status}")).clone()
+}
+
+/// The line of `package` in `hdist status` text.
+fn status_line(t: &TestStore, stack: &Path, package: &str) -> String {
+    let text = t.ok(["status".as_ref(), stack.as_os_str()]);
+    let line = text.lines().find(|l| l.starts_with(&format!("{package} ")));
+    line.unwrap_or_else(|| panic!("{package} not in {text}"))
+        .to_string()
+}
+
+#[test]
+fn info_shows_a_package_and_status_says_why_it_needs_a_rebuild() {
+    if !fuse_available() {
+        return;
+    }
+    let Some(debsrc) = corpus("debsrc") else {
+        return;
+    };
+    let t = TestStore::new();
+    let _view = view_guard(&t);
+    // zlib and minigzip of the example stack (hello left out: it only costs build time).
+    let stack = hello_zlib_stack(&t, &debsrc);
+    let text = fs::read_to_string(&stack).unwrap();
+    let hello = text.find("[[package]]\nname = \"hello\"").expect("hello section");
+    let zlib = text.find("[[package]]\nname = \"zlib\"").expect("zlib section");
+    let text = format!("{}{}", &text[..hello], &text[zlib..]);
+    fs::write(&stack, &text).unwrap();
+
+    let row = status_row(&t, &stack, "zlib");
+    assert_eq!(
+        (&row["state"], &row["reason"]),
+        (&"needs-build".into(), &"never built".into())
+    );
+    let out = info(&t, &stack, "minigzip", false);
+    assert!(out.contains("  state       needs-build: never built"), "{out}");
+
+    t.ok(["-q".as_ref(), "up".as_ref(), stack.as_os_str()]);
+    let zlib: serde_json::Value = serde_json::from_str(&info(&t, &stack, "zlib", true)).unwrap();
+    let zlib_id = status_row(&t, &stack, "zlib")["id"].clone();
+    let version = zlib["version"].as_str().unwrap().to_string();
+    assert_eq!(zlib["name"], "zlib");
+    assert_eq!(zlib["id"], zlib_id);
+    assert_eq!(zlib["state"], "built");
+    assert_eq!(zlib["reason"], serde_json::Value::Null);
+    assert_eq!(
+        zlib["sources"][0]["key"],
+        "tar.bz2:oh7lpfd6hqao6es7qo3zutsstppdcfy6"
+    );
+    assert_eq!(
+        zlib["sources"][0]["location"],
+        debsrc.join("zlib_1.2.13.dfsg.orig.tar.bz2").display().to_string()
+    );
+    assert_eq!(zlib["build_deps"], serde_json::json!([]));
+    let zlib_line = text.lines().position(|l| l == "name = \"zlib\"").unwrap() + 1;
+    assert_eq!(zlib["defined_in"], format!("{}:{zlib_line}", stack.display()));
+    let minigzip = info(&t, &stack, "minigzip", false);
+    for line in [
+        format!("minigzip {version}"),
+        format!("  build deps  {}", zlib_id.as_str().unwrap()),
+        format!("  run deps    {}", zlib_id.as_str().unwrap()),
+        "  in profile  yes".to_string(),
+        "  state       built".to_string(),
+    ] {
+        assert!(
+            minigzip.lines().any(|l| l == line),
+            "no line {line:?} in\n{minigzip}"
+        );
+    }
+
+    // A new zlib version: zlib says what changed, minigzip names zlib and its reason.
+    let edited = text.replace(
+        &format!("name = \"zlib\"\nversion = \"{version}\""),
+        "name = \"zlib\"\nversion = \"9_9\"",
+    );
+    assert_ne!(edited, text);
+    fs::write(&stack, &edited).unwrap();
+    let why_version = format!("version {version} -> 9_9");
+    assert!(status_line(&t, &stack, "zlib").ends_with(&format!("why: {why_version}")));
+    let row = status_row(&t, &stack, "minigzip");
+    assert_eq!(row["reason"], format!("zlib changed ({why_version})"));
+    assert_eq!(row["changes"][0]["kind"], "dependency");
+    assert_eq!(row["changes"][0]["old"], zlib_id);
+    assert_eq!(row["changes"][0]["changes"][0]["new"], "9_9");
+    let minigzip = info(&t, &stack, "minigzip", false);
+    assert!(
+        minigzip.contains(&format!(
+            "  state       needs-build: zlib changed ({why_version})"
+        )),
+        "{minigzip}"
+    );
+
+    // A template parameter: the configure command that changed.
+    let edited = text.replace(
+        "template = \"configure-make\"\nsources",
+        "template = \"configure-make\"\nconfigure_flags = [\"--static\"]\nsources",
+    );
+    assert_ne!(edited, text);
+    fs::write(&stack, &edited).unwrap();
+    let why_flags =
+        "build commands `./configure --prefix=${ARTIFACT}` -> `./configure --prefix=${ARTIFACT} --static`";
+    assert_eq!(status_row(&t, &stack, "zlib")["reason"], why_flags);
+    assert!(status_line(&t, &stack, "minigzip").ends_with(&format!("why: zlib changed ({why_flags})")));
+
+    // Bad input: a misspelled package gets a guess, an unknown one names the file; both fail.
+    let out = t.fails([
+        "info".as_ref(),
+        "zlbi".as_ref(),
+        "--stack".as_ref(),
+        stack.as_os_str(),
+    ]);
+    assert!(
+        stderr(&out).contains("no package \"zlbi\"; did you mean \"zlib\"?"),
+        "{}",
+        stderr(&out)
+    );
+    let out = t.fails([
+        "info".as_ref(),
+        "nosuch".as_ref(),
+        "--stack".as_ref(),
+        stack.as_os_str(),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("hello-zlib.toml: no package \"nosuch\"") && !err.contains("did you mean"),
+        "{err}"
+    );
+}

@@ -55,6 +55,7 @@
 mod parse;
 mod run;
 pub mod templates;
+pub mod why;
 
 use std::collections::BTreeMap;
 use std::io;
