@@ -24,7 +24,7 @@ pub struct CompletionsArgs {
 /// Arguments of `hdist man`.
 #[derive(Debug, Args)]
 pub struct ManArgs {
-    /// Write hdist.1 and a page per subcommand (hdist-up.1, hdist-store-gc.1, …) into DIR
+    /// Write hdist.1 and a page per subcommand (hdist-up.1, hdist-store-verify.1, …) into DIR
     /// (created if needed) instead of printing hdist.1.
     #[arg(short = 'o', long = "out-dir", value_name = "DIR")]
     out_dir: Option<PathBuf>,
@@ -48,7 +48,7 @@ pub fn completions(args: &CompletionsArgs) -> Result<ExitCode> {
 pub fn man(args: &ManArgs) -> Result<ExitCode> {
     // `help` is no page of its own: every page documents --help.
     let mut command = crate::Cli::command().disable_help_subcommand(true);
-    // Gives subcommands their display names (`hdist-store-gc`), which name their pages.
+    // Gives subcommands their display names (`hdist-store-verify`), which name their pages.
     command.build();
     let Some(dir) = &args.out_dir else {
         let mut out = std::io::stdout().lock();

@@ -478,7 +478,9 @@ fn completion_scripts_know_the_subcommands_and_bash_runs_them() {
     let script = write_file(&t, "hdist.bash", &bash);
     run_ok(Command::new("bash").arg("-n").arg(&script));
     // Completing for real: the subcommands that start with "st", then `up`'s options.
-    assert_eq!(bash_completes(&script, &["hdist", "st"]), ["status", "store"]);
+    let mut commands = bash_completes(&script, &["hdist", "st"]);
+    commands.sort();
+    assert_eq!(commands, ["status", "store"]);
     let options = bash_completes(&script, &["hdist", "up", "--"]);
     for option in ["--profile", "--jobs", "--keep-build", "--store"] {
         assert!(options.iter().any(|o| o == option), "{option} not in {options:?}");
@@ -517,7 +519,7 @@ fn manual_pages_render_with_man() {
         "hdist.1",
         "hdist-up.1",
         "hdist-info.1",
-        "hdist-store-gc.1",
+        "hdist-store-verify.1",
         "hdist-trace-record.1",
     ] {
         assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
