@@ -1,5 +1,6 @@
 //! `hdist info PACKAGE --stack FILE`: what a stack says about one package (version, artifact
-//! id, sources, dependencies, where it is defined) and what the store has of it (built, or
+//! id, sources, dependencies, which file defines it: the stack or a repo's package file,
+//! what it extends and which repo files it shadows) and what the store has of it (built, or
 //! why it needs building: `hdist_store::stack::why`).
 //!
 //! The stack is parsed before the store is opened, so a bad stack file or an unknown package
@@ -30,13 +31,20 @@ pub struct InfoArgs {
     json: bool,
 }
 
-/// Where the package is defined, as text.
-// STACK-REPOS: once branch `stack` gives `stack::Package` its `defined_in` (the package file)
-// and `shadowed` (files of later repositories that define the same name), print
-// "defined in pkgs/zlib.toml (shadows other/zlib.toml: the first repo wins)" here and put both
-// in the JSON; until then every package is defined in the stack file itself.
-fn defined_in(stack: &Stack, package: &Package) -> (String, Vec<String>) {
-    (format!("{}:{}", stack.file, package.line), Vec::new())
+/// Where the package is defined: the stack file with the line of its entry, or the repo
+/// package file it was taken from (`stack::Package::defined_in`).
+fn defined_in(stack: &Stack, package: &Package) -> String {
+    let file = package.defined_in.display().to_string();
+    if file == stack.file {
+        format!("{file}:{}", package.line)
+    } else {
+        file
+    }
+}
+
+/// Paths as text.
+fn paths(list: &[PathBuf]) -> Vec<String> {
+    list.iter().map(|p| p.display().to_string()).collect()
 }
 
 /// `name id` of each dependency.
@@ -64,7 +72,9 @@ pub fn info(globals: &Globals, args: &InfoArgs) -> Result<ExitCode> {
     let package = &stack.packages[index];
     let store = globals.open_store()?;
     let reason = why::rebuild_reason(&store, &stack, index)?;
-    let (defined, shadows) = defined_in(&stack, package);
+    let defined = defined_in(&stack, package);
+    let extends = paths(&package.extends);
+    let shadows = paths(&package.shadowed);
     let build_deps = dependencies(&stack, &package.build_deps);
     let run_deps = dependencies(&stack, &package.run_deps);
     let in_profile = stack.profile_members().contains(&index);
@@ -79,6 +89,7 @@ pub fn info(globals: &Globals, args: &InfoArgs) -> Result<ExitCode> {
             "version": package.spec.version,
             "id": package.spec.id.to_string(),
             "defined_in": defined,
+            "extends": extends,
             "shadows": shadows,
             "sources": package
                 .sources
@@ -103,6 +114,9 @@ pub fn info(globals: &Globals, args: &InfoArgs) -> Result<ExitCode> {
             "  defined in  {defined} (shadows {}: the first repo wins)",
             shadows.join(", ")
         ),
+    }
+    if !extends.is_empty() {
+        println!("  extends     {}", extends.join(", "));
     }
     let sources: Vec<String> = package
         .sources

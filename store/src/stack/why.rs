@@ -13,6 +13,8 @@
 //!   artifact the previous build imported, so the chain of reasons is exact
 //! - an environment node (`set`, `prepend_path`, …) whose value changed: `PATH /a -> /b`
 //! - build commands (template parameters expand into them): the first differing command
+//! - a host tool (`kind = "host"`) whose path, `--version` line or content changed:
+//!   `cc changed (host tool cc: version cc 12.2 -> cc 13.1)` for what is built with it
 //! - written files (`files`), and any other field, by name.
 //!
 //! `nohash_*` keys are ignored, as they are by the id. A package with no earlier artifact of
@@ -38,6 +40,9 @@ const ENVIRONMENT_NODES: [&str; 5] = [
     "prepend_flag",
     "append_flag",
 ];
+
+/// The spec field of a host tool's probe (`stack::HostTool::spec_field`).
+const HOST_TOOL: &str = "host_tool";
 
 /// At most this many differing commands are spelled out in a message (the JSON has them all).
 const COMMANDS_SHOWN: usize = 2;
@@ -90,6 +95,14 @@ pub enum SpecChange {
     /// Build commands differ: the old ones that are gone and the new ones in their place
     /// (rendered as command lines).
     Commands { old: Vec<String>, new: Vec<String> },
+    /// A host tool (`kind = "host"`, see `stack::host`) was probed differently: `field` is
+    /// `path`, `version` (its `--version` line) or `sha256` (its content).
+    HostTool {
+        tool: String,
+        field: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     /// A file the build writes (`files`, by target) was changed, added or removed.
     File { target: String },
     /// Any other field differs (named by its path, e.g. `build.extra`).
@@ -170,6 +183,19 @@ impl fmt::Display for SpecChange {
                     }
                 };
                 write!(f, "build commands {} -> {}", shown(old), shown(new))
+            }
+            SpecChange::HostTool {
+                tool,
+                field,
+                old,
+                new,
+            } => {
+                write!(
+                    f,
+                    "host tool {tool}: {field} {} -> {}",
+                    or_none(old),
+                    or_none(new)
+                )
             }
             SpecChange::File { target } => write!(f, "file {target} changed"),
             SpecChange::Other { field } => write!(f, "{field} changed"),
@@ -292,12 +318,13 @@ impl<'a> SpecDiff<'a> {
             &mut changes,
         );
         diff_files(old.get("files"), new.get("files"), &mut changes);
+        diff_host_tool(old.get(HOST_TOOL), new.get(HOST_TOOL), &mut changes);
         for (prefix, old_map, new_map, known) in [
             (
                 "",
                 old,
                 new,
-                &["name", "version", "sources", "build", "files"][..],
+                &["name", "version", "sources", "build", "files", HOST_TOOL][..],
             ),
             ("build.", old_build, new_build, &["import", "commands"][..]),
         ] {
@@ -499,6 +526,28 @@ fn diff_commands(old: &[Value], new: &[Value], changes: &mut Vec<SpecChange>) {
     }
 }
 
+/// A host tool's probe: each of path, version line and content digest that differs.
+fn diff_host_tool(old: Option<&Value>, new: Option<&Value>, changes: &mut Vec<SpecChange>) {
+    if old == new {
+        return;
+    }
+    let text = |probe: Option<&Value>, key: &str| probe?.get(key)?.as_str().map(str::to_string);
+    let tool = text(new, "tool")
+        .or_else(|| text(old, "tool"))
+        .unwrap_or_default();
+    for field in ["path", "version", "sha256"] {
+        let (was, is) = (text(old, field), text(new, field));
+        if was != is {
+            changes.push(SpecChange::HostTool {
+                tool: tool.clone(),
+                field: field.to_string(),
+                old: was,
+                new: is,
+            });
+        }
+    }
+}
+
 /// Files by target: a target whose entry differs, or that exists on one side only.
 fn diff_files(old: Option<&Value>, new: Option<&Value>, changes: &mut Vec<SpecChange>) {
     let by_target = |list: Option<&Value>| -> Vec<(String, Value)> {
@@ -660,6 +709,40 @@ build = [{{ cmd = ["true"] }}]
         let with_comment = json!({"name": "a", "nohash_x": 1, "build": {"import": [], "commands": []}});
         let plain = json!({"name": "a", "build": {"import": [], "commands": []}});
         assert_eq!(SpecDiff::new(&mut nothing, &none).diff(&plain, &with_comment), []);
+    }
+
+    #[test]
+    fn an_upgraded_host_tool_is_named_in_its_dependents_reason() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("fakecc");
+        let install = |version: &str| {
+            std::fs::write(&tool, format!("#!/bin/sh\necho \"fakecc {version}\"\n")).unwrap();
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let text = "[[package]]\nname = \"cc\"\nkind = \"host\"\ntool = \"fakecc\"\n\n\
+                    [[package]]\nname = \"app\"\nbuild_deps = [\"cc\"]\nbuild = [{ cmd = [\"fakecc\"] }]\n";
+        let search = super::super::HostSearch {
+            path: Some(dir.path().as_os_str().to_owned()),
+        };
+        let parse = || super::super::parse_with("s.toml", text, dir.path(), &search).unwrap();
+        install("12.2");
+        let old = parse();
+        install("13.1");
+        let new = parse();
+        let app = changes(&old, &new, "app");
+        let SpecChange::Dependency { changes: why, .. } = &app[0] else {
+            panic!("{app:?}")
+        };
+        assert_eq!(
+            why[0].to_string(),
+            "host tool fakecc: version fakecc 12.2 -> fakecc 13.1"
+        );
+        assert!(
+            matches!(&why[1], SpecChange::HostTool { field, .. } if field == "sha256"),
+            "{why:?}"
+        );
+        assert_eq!(why.len(), 2, "path unchanged, nothing else: {why:?}");
     }
 
     /// Registers `spec` as built (an empty tree), `created` seconds after the epoch.
