@@ -99,6 +99,7 @@ pub fn info(globals: &Globals, args: &InfoArgs) -> Result<ExitCode> {
             "build_deps": deps(&build_deps),
             "run_deps": deps(&run_deps),
             "in_profile": in_profile,
+            "host_tool": package.host.as_ref().map(|tool| tool.spec_field()),
             "state": build_state(reason.as_ref()),
         });
         add_reason_json(&mut out, reason.as_ref());
@@ -129,6 +130,9 @@ pub fn info(globals: &Globals, args: &InfoArgs) -> Result<ExitCode> {
     print_list("run deps", &deps(&run_deps));
     let profile = if in_profile { "yes" } else { "no (build only)" };
     println!("  in profile  {profile}");
+    if let Some(tool) = &package.host {
+        println!("  host tool   {} ({})", tool.path.display(), tool.version);
+    }
     match &reason {
         None => println!("  state       built"),
         Some(reason) => println!("  state       needs-build: {reason}"),

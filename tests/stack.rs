@@ -592,24 +592,36 @@ fn stack_from_two_repos_builds_the_first_repos_package_and_bad_repos_change_noth
     }
 }
 
+/// A fresh store (with the guard of its view) and an empty `tools` directory beside it to put
+/// on `PATH`, or `None` (the test skips) without FUSE.
+fn store_with_tools_dir() -> Option<(TestStore, MountGuard, PathBuf)> {
+    if !fuse_available() {
+        return None;
+    }
+    let t = TestStore::new();
+    let view = view_guard(&t);
+    let tools = t.path("tools");
+    fs::create_dir_all(&tools).unwrap();
+    Some((t, view, tools))
+}
+
+/// Writes `DIR/fakecc`, a host "compiler" whose `--version` (any call) prints `fakecc VERSION`.
+fn install_fakecc(dir: &Path, version: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tool = dir.join("fakecc");
+    fs::write(&tool, format!("#!/bin/sh\necho \"fakecc {version}\"\n")).unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// A fake host compiler on PATH: builds import it like a package; a new version of it changes
 /// its id and its dependents' ids (so `up` rebuilds them); gone from PATH, `up` fails at its
 /// position and switches nothing.
 #[test]
 fn host_tool_on_path_is_imported_and_upgrading_it_rebuilds_its_dependents() {
-    use std::os::unix::fs::PermissionsExt;
-    if !fuse_available() {
+    let Some((t, _view, tools)) = store_with_tools_dir() else {
         return;
-    }
-    let t = TestStore::new();
-    let _view = view_guard(&t);
-    let tools = t.path("tools");
-    fs::create_dir_all(&tools).unwrap();
-    let write_tool = |version: &str| {
-        let tool = tools.join("fakecc");
-        fs::write(&tool, format!("#!/bin/sh\necho \"fakecc {version}\"\n")).unwrap();
-        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
     };
+    let write_tool = |version: &str| install_fakecc(&tools, version);
     let stack = write_file(
         &t,
         "stack.toml",
@@ -702,4 +714,49 @@ fn info_names_the_repo_file_that_defines_a_package_and_what_it_shadows() {
     assert_eq!(shout["shadows"], serde_json::json!([]));
     assert_eq!(shout["version"], "1.26.5", "the stack's override");
     assert_eq!(shout["build_deps"][0]["name"], "greeting");
+}
+
+/// Issue 13's "upgrading the host compiler … and `hdist status` says why": the reason names
+/// the host tool and what of it changed, for the tool and for what is built with it.
+#[test]
+fn status_and_info_say_a_host_tool_upgrade_is_why_its_dependents_need_a_rebuild() {
+    let Some((t, _view, tools)) = store_with_tools_dir() else {
+        return;
+    };
+    let tool = tools.join("fakecc");
+    let install = |version: &str| install_fakecc(&tools, version);
+    let stack = write_file(
+        &t,
+        "stack.toml",
+        "[stack]\nprofile = \"hosted\"\n\n\
+         [[package]]\nname = \"fakecc\"\nkind = \"host\"\n\n\
+         [[package]]\nname = \"app\"\nbuild_deps = [\"fakecc\"]\nbuild = [{ cmd = [\"${FAKECC_DIR}/bin/fakecc\"] }]\n",
+    );
+    let path = format!("{}:/usr/bin:/bin", tools.display());
+    let hdist = |args: &[&std::ffi::OsStr]| run_ok(t.cmd(args).env("PATH", &path));
+    install("1.0");
+    hdist(&["-q".as_ref(), "up".as_ref(), stack.as_os_str()]);
+    install("2.0");
+    let status: serde_json::Value =
+        serde_json::from_str(&hdist(&["status".as_ref(), stack.as_os_str(), "--json".as_ref()])).unwrap();
+    let reason = |name: &str| {
+        let rows = status["packages"].as_array().unwrap();
+        let row = rows.iter().find(|p| p["name"] == name).unwrap();
+        row["reason"].as_str().unwrap().to_string()
+    };
+    let version = "host tool fakecc: version fakecc 1.0 -> fakecc 2.0; host tool fakecc: sha256 ";
+    assert!(reason("fakecc").starts_with(version), "{}", reason("fakecc"));
+    assert!(
+        reason("app").starts_with(&format!("fakecc changed ({version}")),
+        "{}",
+        reason("app")
+    );
+    let info = hdist(&[
+        "info".as_ref(),
+        "fakecc".as_ref(),
+        "--stack".as_ref(),
+        stack.as_os_str(),
+    ]);
+    let probed = format!("  host tool   {} (fakecc 2.0)", tool.display());
+    assert!(info.lines().any(|l| l == probed), "no {probed:?} in\n{info}");
 }
