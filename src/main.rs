@@ -5,6 +5,8 @@
 
 mod build_cmd;
 mod config;
+mod docs_cmd;
+mod info_cmd;
 mod mount_cmd;
 mod profile_cmd;
 mod progress;
@@ -76,8 +78,10 @@ enum Command {
     Key(remote_cmd::KeyCommand),
     /// Build what a stack file needs and switch its profile to the result.
     Up(stack_cmd::UpArgs),
-    /// Show which packages of a stack file are built.
+    /// Show which packages of a stack file are built, and why the others need building.
     Status(stack_cmd::StatusArgs),
+    /// Show one package of a stack file: version, id, sources, dependencies, build state.
+    Info(info_cmd::InfoArgs),
     /// Print the shell exports (PATH, MANPATH, …) for a mounted profile.
     Env(use_cmd::EnvArgs),
     /// Run a shell (or a command after --) with a profile mounted and on PATH.
@@ -89,6 +93,10 @@ enum Command {
     Trace(TraceCommand),
     /// Delete what no profile, kept generation, kept source or live mount needs.
     Gc(store_cmd::GcArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs_cmd::CompletionsArgs),
+    /// Print the manual page, or write one per command into a directory (-o DIR).
+    Man(docs_cmd::ManArgs),
     /// List active hdist mounts.
     Mounts {
         /// Print JSON (mountpoint, source, store, pid per mount) instead of text.
@@ -200,6 +208,9 @@ fn main() -> ExitCode {
         Command::Key(cmd) => remote_cmd::key(&globals, &cmd),
         Command::Up(args) => stack_cmd::up(&globals, &args),
         Command::Status(args) => stack_cmd::status(&globals, &args),
+        Command::Info(args) => info_cmd::info(&globals, &args),
+        Command::Completions(args) => docs_cmd::completions(&args),
+        Command::Man(args) => docs_cmd::man(&args),
         Command::Env(args) => use_cmd::env(&globals, &args),
         Command::Shell(args) => use_cmd::shell(&globals, &args),
         Command::Module(args) => use_cmd::module(&globals, &args),

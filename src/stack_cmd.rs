@@ -1,5 +1,6 @@
 //! `hdist up` and `hdist status`: bring a profile in line with a stack file (see
-//! `hdist_store::stack` for the format), or show how far it is from it.
+//! `hdist_store::stack` for the format), or show how far it is from it, with the reason each
+//! unbuilt package needs building (`hdist_store::stack::why`).
 //!
 //! `up` parses the whole stack before it opens the store, so a bad stack file changes
 //! nothing. When every package is built and the profile already holds what the stack
@@ -17,6 +18,7 @@ use hdist_store::artifact::{check_name, ArtifactId};
 use hdist_store::build::{BuildOptions, BuildOutcome, KeepBuild};
 use hdist_store::profile::ProfileDoc;
 use hdist_store::source::mirrors_from_env;
+use hdist_store::stack::why::{self, RebuildReason};
 use hdist_store::stack::{self, Applied, BuildEvent, FetchOutcome, Stack};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -62,6 +64,30 @@ fn profile_name(stack: &Stack, given: Option<&str>) -> Result<String> {
     };
     check_name(&name).with_context(|| format!("invalid profile name {name:?}"))?;
     Ok(name)
+}
+
+/// The state `status` and `info` show: `ok`, or `needs-build` when there is a reason to build.
+pub(crate) fn build_state(reason: Option<&RebuildReason>) -> &'static str {
+    match reason {
+        Some(_) => "needs-build",
+        None => "ok",
+    }
+}
+
+/// Adds `reason` (the sentence, or null), `previous` (the artifact compared with, or null)
+/// and `changes` (structured, see `stack::why::SpecChange`) to a package's JSON object.
+pub(crate) fn add_reason_json(row: &mut serde_json::Value, reason: Option<&RebuildReason>) {
+    let previous = match reason {
+        Some(RebuildReason::Changed { previous, .. }) => Some(previous.to_string()),
+        _ => None,
+    };
+    let changes = match reason {
+        Some(RebuildReason::Changed { changes, .. }) => serde_json::json!(changes),
+        _ => serde_json::json!([]),
+    };
+    row["reason"] = serde_json::json!(reason.map(|r| r.to_string()));
+    row["previous"] = serde_json::json!(previous);
+    row["changes"] = changes;
 }
 
 /// `name/` and the first 12 characters of the hash: enough to tell builds apart.
@@ -308,21 +334,28 @@ pub fn status(globals: &Globals, args: &StatusArgs) -> Result<ExitCode> {
             }
         }
     };
-    let rows: Vec<(usize, &str)> = (0..stack.packages.len())
-        .map(|i| (i, if missing.contains(&i) { "needs-build" } else { "ok" }))
-        .collect();
+    let mut rows: Vec<(usize, Option<RebuildReason>)> = Vec::with_capacity(stack.packages.len());
+    for i in 0..stack.packages.len() {
+        let reason = match missing.contains(&i) {
+            true => why::rebuild_reason(&store, &stack, i)?,
+            false => None,
+        };
+        rows.push((i, reason));
+    }
     if args.json {
         let packages: Vec<serde_json::Value> = rows
             .iter()
-            .map(|&(i, state)| {
-                let p = &stack.packages[i];
-                serde_json::json!({
+            .map(|(i, reason)| {
+                let p = &stack.packages[*i];
+                let mut row = serde_json::json!({
                     "name": p.name,
                     "version": p.spec.version,
                     "id": p.spec.id.to_string(),
-                    "state": state,
-                    "in_profile": members.contains(&i),
-                })
+                    "state": build_state(reason.as_ref()),
+                    "in_profile": members.contains(i),
+                });
+                add_reason_json(&mut row, reason.as_ref());
+                row
             })
             .collect();
         let out = serde_json::json!({
@@ -335,14 +368,20 @@ pub fn status(globals: &Globals, args: &StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let width = stack.packages.iter().map(|p| p.name.len()).max().unwrap_or(0);
-    for (i, state) in rows {
+    for (i, reason) in rows {
         let p = &stack.packages[i];
         let note = if members.contains(&i) {
             ""
         } else {
             "  (build only)"
         };
-        println!("{:width$}  {state:11}  {}{note}", p.name, short_id(&p.spec.id));
+        let why = reason.as_ref().map(|r| format!("  why: {r}")).unwrap_or_default();
+        println!(
+            "{:width$}  {:11}  {}{note}{why}",
+            p.name,
+            build_state(reason.as_ref()),
+            short_id(&p.spec.id)
+        );
     }
     let generation = current
         .map(|g| format!(" generation {}", g.number))

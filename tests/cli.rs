@@ -1,5 +1,6 @@
 //! The command line as a newcomer meets it: what errors say (and that they say it once),
-//! did-you-mean for misspelled names, progress on a terminal, help texts, `hdist mounts`.
+//! did-you-mean for misspelled names, progress on a terminal, help texts, `hdist mounts`,
+//! shell completions and manual pages.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -367,6 +368,7 @@ fn every_json_flag_has_a_help_text() {
         &["profile", "history"],
         &["profile", "conflicts"],
         &["status"],
+        &["info"],
         &["gc"],
         &["mounts"],
         &["publish"],
@@ -453,4 +455,96 @@ fn misspelled_names_get_a_did_you_mean_everywhere() {
     let line = one_error_line(&t.fails(["ls", "gcc"]));
     assert!(!line.contains("did you mean"), "{line}");
     assert!(!is_mounted(&mnt) && !out_dir.exists());
+}
+
+/// What bash completes `hdist WORDS…` to, with the script `hdist completions bash` printed.
+fn bash_completes(script: &Path, words: &[&str]) -> Vec<String> {
+    let line = words.join(" ");
+    let out = run_ok(Command::new("bash").arg("-c").arg(format!(
+        "source {script}; COMP_WORDS=({line}); COMP_CWORD={cword}; COMP_LINE='{line}'; \
+         COMP_POINT=${{#COMP_LINE}}; _hdist hdist '{current}' '{previous}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        script = script.display(),
+        cword = words.len() - 1,
+        current = words[words.len() - 1],
+        previous = words[words.len() - 2],
+    )));
+    out.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn completion_scripts_know_the_subcommands_and_bash_runs_them() {
+    let t = TestStore::new();
+    let bash = t.ok(["completions", "bash"]);
+    let script = write_file(&t, "hdist.bash", &bash);
+    run_ok(Command::new("bash").arg("-n").arg(&script));
+    // Completing for real: the subcommands that start with "st", then `up`'s options.
+    let mut commands = bash_completes(&script, &["hdist", "st"]);
+    commands.sort();
+    assert_eq!(commands, ["status", "store"]);
+    let options = bash_completes(&script, &["hdist", "up", "--"]);
+    for option in ["--profile", "--jobs", "--keep-build", "--store"] {
+        assert!(options.iter().any(|o| o == option), "{option} not in {options:?}");
+    }
+    for shell in ["zsh", "fish"] {
+        let script = t.ok(["completions", shell]);
+        for command in ["up", "mount", "info", "completions"] {
+            assert!(script.contains(command), "{shell}: no {command} in\n{script}");
+        }
+    }
+    let out = t.fails(["completions", "tcsh"]);
+    assert!(stderr(&out).contains("possible values: bash"), "{}", stderr(&out));
+    assert!(!t.store().exists(), "completions created a store");
+}
+
+#[test]
+fn manual_pages_render_with_man() {
+    let t = TestStore::new();
+    let page = t.ok(["man"]);
+    assert!(
+        page.lines().any(|l| l.starts_with(".TH HDIST 1 ")),
+        "{}",
+        &page[..page.len().min(300)]
+    );
+    let dir = t.path("man1");
+    let out = t
+        .cmd(["man".as_ref(), "-o".as_ref(), dir.as_os_str()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in [
+        "hdist.1",
+        "hdist-up.1",
+        "hdist-info.1",
+        "hdist-store-verify.1",
+        "hdist-trace-record.1",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} not in {names:?}");
+    }
+    assert_eq!(fs::read_to_string(dir.join("hdist.1")).unwrap(), page);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(dir.join("hdist.1")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o644, "manual pages must be readable by everyone");
+    // man renders it: the name line and the subcommand list with their help texts.
+    let rendered = run_ok(
+        Command::new("man")
+            .arg("-l")
+            .arg(dir.join("hdist-info.1"))
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100"),
+    );
+    // Words as man lays them out (justified): compare with spacing collapsed.
+    let words = rendered.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("HDIST-INFO(1)"), "{rendered}");
+    assert!(
+        words.contains("hdist-info - Show one package of a stack file"),
+        "{rendered}"
+    );
+    assert!(
+        words.contains("--stack <FILE> Stack file (TOML) that defines the package"),
+        "{rendered}"
+    );
 }

@@ -41,17 +41,24 @@ fn hello_zlib_stack(t: &TestStore, debsrc: &Path) -> PathBuf {
     write_file(t, "hello-zlib.toml", &text)
 }
 
+/// A fresh store (with the guard of its view) and the example stack, or `None` (the test
+/// skips) without FUSE or the corpus.
+fn hello_zlib_store() -> Option<(TestStore, MountGuard, PathBuf)> {
+    if !fuse_available() {
+        return None;
+    }
+    let debsrc = corpus("debsrc")?;
+    let t = TestStore::new();
+    let view = view_guard(&t);
+    let stack = hello_zlib_stack(&t, &debsrc);
+    Some((t, view, stack))
+}
+
 #[test]
 fn real_stack_up_mount_run_then_removing_a_package_uninstalls_it() {
-    if !fuse_available() {
-        return;
-    }
-    let Some(debsrc) = corpus("debsrc") else {
+    let Some((t, _view, stack)) = hello_zlib_store() else {
         return;
     };
-    let t = TestStore::new();
-    let _view = view_guard(&t);
-    let stack = hello_zlib_stack(&t, &debsrc);
 
     // Prefetch: every source is fetched and checked (zlib's tarball serves two packages).
     let fetched = t.ok(["fetch".as_ref(), "--stack".as_ref(), stack.as_os_str()]);
@@ -364,6 +371,152 @@ fn bad_stack_files_fail_with_a_position_and_change_nothing() {
     assert_eq!(t.ok(["ls"]), artifacts);
 }
 
+/// `hdist info PACKAGE --stack FILE [--json]`.
+fn info(t: &TestStore, stack: &Path, package: &str, json: bool) -> String {
+    let mut args = vec![
+        "info".as_ref(),
+        package.as_ref(),
+        "--stack".as_ref(),
+        stack.as_os_str(),
+    ];
+    if json {
+        args.push("--json".as_ref());
+    }
+    t.ok(args)
+}
+
+/// The `status --json` row of `package`.
+fn status_row(t: &TestStore, stack: &Path, package: &str) -> serde_json::Value {
+    let status = status_json(t, stack);
+    let row = status["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == package);
+    row.unwrap_or_else(|| panic!("{package} not in {status}")).clone()
+}
+
+/// The line of `package` in `hdist status` text.
+fn status_line(t: &TestStore, stack: &Path, package: &str) -> String {
+    let text = t.ok(["status".as_ref(), stack.as_os_str()]);
+    let line = text.lines().find(|l| l.starts_with(&format!("{package} ")));
+    line.unwrap_or_else(|| panic!("{package} not in {text}"))
+        .to_string()
+}
+
+#[test]
+fn info_shows_a_package_and_status_says_why_it_needs_a_rebuild() {
+    let Some((t, _view, stack)) = hello_zlib_store() else {
+        return;
+    };
+    let debsrc = corpus("debsrc").expect("checked by hello_zlib_store");
+    // zlib and minigzip of the example stack (hello left out: it only costs build time).
+    let text = fs::read_to_string(&stack).unwrap();
+    let hello = text.find("[[package]]\nname = \"hello\"").expect("hello section");
+    let zlib = text.find("[[package]]\nname = \"zlib\"").expect("zlib section");
+    let text = format!("{}{}", &text[..hello], &text[zlib..]);
+    fs::write(&stack, &text).unwrap();
+
+    let row = status_row(&t, &stack, "zlib");
+    assert_eq!(
+        (&row["state"], &row["reason"]),
+        (&"needs-build".into(), &"never built".into())
+    );
+    let out = info(&t, &stack, "minigzip", false);
+    assert!(out.contains("  state       needs-build: never built"), "{out}");
+
+    t.ok(["-q".as_ref(), "up".as_ref(), stack.as_os_str()]);
+    let zlib: serde_json::Value = serde_json::from_str(&info(&t, &stack, "zlib", true)).unwrap();
+    let zlib_id = status_row(&t, &stack, "zlib")["id"].clone();
+    let version = zlib["version"].as_str().unwrap().to_string();
+    assert_eq!(zlib["name"], "zlib");
+    assert_eq!(zlib["id"], zlib_id);
+    assert_eq!(zlib["state"], "ok", "the word `status --json` uses");
+    assert_eq!(zlib["reason"], serde_json::Value::Null);
+    assert_eq!(
+        zlib["sources"][0]["key"],
+        "tar.bz2:oh7lpfd6hqao6es7qo3zutsstppdcfy6"
+    );
+    assert_eq!(
+        zlib["sources"][0]["location"],
+        debsrc.join("zlib_1.2.13.dfsg.orig.tar.bz2").display().to_string()
+    );
+    assert_eq!(zlib["build_deps"], serde_json::json!([]));
+    let zlib_line = text.lines().position(|l| l == "name = \"zlib\"").unwrap() + 1;
+    assert_eq!(zlib["defined_in"], format!("{}:{zlib_line}", stack.display()));
+    let minigzip = info(&t, &stack, "minigzip", false);
+    for line in [
+        format!("minigzip {version}"),
+        format!("  build deps  {}", zlib_id.as_str().unwrap()),
+        format!("  run deps    {}", zlib_id.as_str().unwrap()),
+        "  in profile  yes".to_string(),
+        "  state       built".to_string(),
+    ] {
+        assert!(
+            minigzip.lines().any(|l| l == line),
+            "no line {line:?} in\n{minigzip}"
+        );
+    }
+
+    // A new zlib version: zlib says what changed, minigzip names zlib and its reason.
+    let edited = text.replace(
+        &format!("name = \"zlib\"\nversion = \"{version}\""),
+        "name = \"zlib\"\nversion = \"9_9\"",
+    );
+    assert_ne!(edited, text);
+    fs::write(&stack, &edited).unwrap();
+    let why_version = format!("version {version} -> 9_9");
+    assert!(status_line(&t, &stack, "zlib").ends_with(&format!("why: {why_version}")));
+    let row = status_row(&t, &stack, "minigzip");
+    assert_eq!(row["reason"], format!("zlib changed ({why_version})"));
+    assert_eq!(row["changes"][0]["kind"], "dependency");
+    assert_eq!(row["changes"][0]["old"], zlib_id);
+    assert_eq!(row["changes"][0]["changes"][0]["new"], "9_9");
+    let minigzip = info(&t, &stack, "minigzip", false);
+    assert!(
+        minigzip.contains(&format!(
+            "  state       needs-build: zlib changed ({why_version})"
+        )),
+        "{minigzip}"
+    );
+
+    // A template parameter: the configure command that changed.
+    let edited = text.replace(
+        "template = \"configure-make\"\nsources",
+        "template = \"configure-make\"\nconfigure_flags = [\"--static\"]\nsources",
+    );
+    assert_ne!(edited, text);
+    fs::write(&stack, &edited).unwrap();
+    let why_flags =
+        "build commands `./configure --prefix=${ARTIFACT}` -> `./configure --prefix=${ARTIFACT} --static`";
+    assert_eq!(status_row(&t, &stack, "zlib")["reason"], why_flags);
+    assert!(status_line(&t, &stack, "minigzip").ends_with(&format!("why: zlib changed ({why_flags})")));
+
+    // Bad input: a misspelled package gets a guess, an unknown one names the file; both fail.
+    let out = t.fails([
+        "info".as_ref(),
+        "zlbi".as_ref(),
+        "--stack".as_ref(),
+        stack.as_os_str(),
+    ]);
+    assert!(
+        stderr(&out).contains("no package \"zlbi\"; did you mean \"zlib\"?"),
+        "{}",
+        stderr(&out)
+    );
+    let out = t.fails([
+        "info".as_ref(),
+        "nosuch".as_ref(),
+        "--stack".as_ref(),
+        stack.as_os_str(),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        err.contains("hello-zlib.toml: no package \"nosuch\"") && !err.contains("did you mean"),
+        "{err}"
+    );
+}
+
 /// `tests/fixtures/repos` of the repository: package repos and a stack using them.
 fn fixture_repos() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repos")
@@ -439,24 +592,36 @@ fn stack_from_two_repos_builds_the_first_repos_package_and_bad_repos_change_noth
     }
 }
 
+/// A fresh store (with the guard of its view) and an empty `tools` directory beside it to put
+/// on `PATH`, or `None` (the test skips) without FUSE.
+fn store_with_tools_dir() -> Option<(TestStore, MountGuard, PathBuf)> {
+    if !fuse_available() {
+        return None;
+    }
+    let t = TestStore::new();
+    let view = view_guard(&t);
+    let tools = t.path("tools");
+    fs::create_dir_all(&tools).unwrap();
+    Some((t, view, tools))
+}
+
+/// Writes `DIR/fakecc`, a host "compiler" whose `--version` (any call) prints `fakecc VERSION`.
+fn install_fakecc(dir: &Path, version: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tool = dir.join("fakecc");
+    fs::write(&tool, format!("#!/bin/sh\necho \"fakecc {version}\"\n")).unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// A fake host compiler on PATH: builds import it like a package; a new version of it changes
 /// its id and its dependents' ids (so `up` rebuilds them); gone from PATH, `up` fails at its
 /// position and switches nothing.
 #[test]
 fn host_tool_on_path_is_imported_and_upgrading_it_rebuilds_its_dependents() {
-    use std::os::unix::fs::PermissionsExt;
-    if !fuse_available() {
+    let Some((t, _view, tools)) = store_with_tools_dir() else {
         return;
-    }
-    let t = TestStore::new();
-    let _view = view_guard(&t);
-    let tools = t.path("tools");
-    fs::create_dir_all(&tools).unwrap();
-    let write_tool = |version: &str| {
-        let tool = tools.join("fakecc");
-        fs::write(&tool, format!("#!/bin/sh\necho \"fakecc {version}\"\n")).unwrap();
-        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
     };
+    let write_tool = |version: &str| install_fakecc(&tools, version);
     let stack = write_file(
         &t,
         "stack.toml",
@@ -513,4 +678,85 @@ fn host_tool_on_path_is_imported_and_upgrading_it_rebuilds_its_dependents() {
         stderr(&out)
     );
     assert_eq!(generations(&t, "hosted"), ["1", "2"]);
+}
+
+#[test]
+fn info_names_the_repo_file_that_defines_a_package_and_what_it_shadows() {
+    let t = TestStore::new();
+    let repos = fixture_repos();
+    let stack = repos.join("stack.toml");
+    let greeting = info(&t, &stack, "greeting", false);
+    let site = repos.join("site/greeting.toml");
+    let pkgs = repos.join("pkgs/greeting.toml");
+    for line in [
+        "greeting 2.0rc1+site".to_string(),
+        format!(
+            "  defined in  {} (shadows {}: the first repo wins)",
+            site.display(),
+            pkgs.display()
+        ),
+        format!(
+            "  extends     {}",
+            repos.join("pkgs/greeting-base.toml").display()
+        ),
+        "  state       needs-build: never built".to_string(),
+    ] {
+        assert!(
+            greeting.lines().any(|l| l == line),
+            "no line {line:?} in\n{greeting}"
+        );
+    }
+    let shout: serde_json::Value = serde_json::from_str(&info(&t, &stack, "shout", true)).unwrap();
+    assert_eq!(
+        shout["defined_in"],
+        repos.join("pkgs/shout.toml").display().to_string()
+    );
+    assert_eq!(shout["shadows"], serde_json::json!([]));
+    assert_eq!(shout["version"], "1.26.5", "the stack's override");
+    assert_eq!(shout["build_deps"][0]["name"], "greeting");
+}
+
+/// Issue 13's "upgrading the host compiler … and `hdist status` says why": the reason names
+/// the host tool and what of it changed, for the tool and for what is built with it.
+#[test]
+fn status_and_info_say_a_host_tool_upgrade_is_why_its_dependents_need_a_rebuild() {
+    let Some((t, _view, tools)) = store_with_tools_dir() else {
+        return;
+    };
+    let tool = tools.join("fakecc");
+    let install = |version: &str| install_fakecc(&tools, version);
+    let stack = write_file(
+        &t,
+        "stack.toml",
+        "[stack]\nprofile = \"hosted\"\n\n\
+         [[package]]\nname = \"fakecc\"\nkind = \"host\"\n\n\
+         [[package]]\nname = \"app\"\nbuild_deps = [\"fakecc\"]\nbuild = [{ cmd = [\"${FAKECC_DIR}/bin/fakecc\"] }]\n",
+    );
+    let path = format!("{}:/usr/bin:/bin", tools.display());
+    let hdist = |args: &[&std::ffi::OsStr]| run_ok(t.cmd(args).env("PATH", &path));
+    install("1.0");
+    hdist(&["-q".as_ref(), "up".as_ref(), stack.as_os_str()]);
+    install("2.0");
+    let status: serde_json::Value =
+        serde_json::from_str(&hdist(&["status".as_ref(), stack.as_os_str(), "--json".as_ref()])).unwrap();
+    let reason = |name: &str| {
+        let rows = status["packages"].as_array().unwrap();
+        let row = rows.iter().find(|p| p["name"] == name).unwrap();
+        row["reason"].as_str().unwrap().to_string()
+    };
+    let version = "host tool fakecc: version fakecc 1.0 -> fakecc 2.0; host tool fakecc: sha256 ";
+    assert!(reason("fakecc").starts_with(version), "{}", reason("fakecc"));
+    assert!(
+        reason("app").starts_with(&format!("fakecc changed ({version}")),
+        "{}",
+        reason("app")
+    );
+    let info = hdist(&[
+        "info".as_ref(),
+        "fakecc".as_ref(),
+        "--stack".as_ref(),
+        stack.as_os_str(),
+    ]);
+    let probed = format!("  host tool   {} (fakecc 2.0)", tool.display());
+    assert!(info.lines().any(|l| l == probed), "no {probed:?} in\n{info}");
 }

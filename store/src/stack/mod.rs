@@ -109,6 +109,7 @@ pub mod host;
 mod parse;
 mod run;
 pub mod templates;
+pub mod why;
 
 use std::collections::BTreeMap;
 use std::io;
