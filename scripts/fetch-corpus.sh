@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the test/benchmark corpus into $CACHE_DIR/corpus (default .cache/corpus).
 #
-#   scripts/fetch-corpus.sh [cpython] [numpy] [debsrc]     (no argument = all parts)
+#   scripts/fetch-corpus.sh [cpython] [numpy] [debsrc] [sci]   (no argument = the first three)
 #
 # Every download is pinned by version and SHA-256 in scripts/corpus.lock (override the file
 # with HDIST_CORPUS_LOCK). Each run checks every cached download and every extracted tree
@@ -20,6 +20,10 @@
 #            gzip, in corpus/debsrc/, listed in corpus/debsrc/MANIFEST as
 #            "<filename> <sha256> <size-in-bytes>" lines. Adds a deb-src entry to apt
 #            (/etc/apt/sources.list.d/hdist-debsrc.sources) unless one exists.
+#   sci      the sources of the scientific stack (scripts/stacks/sci.toml, about 70 MB):
+#            Debian upstream tarballs ("deb:NAME" lines, fetched as debsrc is) and PyPI sdists
+#            and wheels ("pypi:NAME" lines), all in corpus/sci/ with a MANIFEST as debsrc's.
+#            Only on request: CI (scripts/test.sh) does not fetch it.
 #
 # HDIST_FRESH_CORPUS=1 empties the corpus and download caches first (the fresh-machine path).
 # Downloads use only Debian's apt mirrors and PyPI. Safe to re-run and to run concurrently.
@@ -192,11 +196,13 @@ enable_debsrc() {
         log "debsrc: adding the deb-src entries apt needs for 'apt-get source': writing $target"
         printf '%s\n' "$config" | as_root tee "$target" >/dev/null
     fi
-    if ! apt-cache showsrc "$probe" 2>/dev/null | grep -q '^Package:'; then
+    # grep reads all of the output (not -q): an early exit would fail apt-cache with SIGPIPE,
+    # and pipefail would report a long listing (zlib's) as missing.
+    if ! apt-cache showsrc "$probe" 2>/dev/null | grep '^Package:' >/dev/null; then
         HDIST_APT_UPDATED=0
         apt_update_once
     fi
-    apt-cache showsrc "$probe" 2>/dev/null | grep -q '^Package:' ||
+    apt-cache showsrc "$probe" 2>/dev/null | grep '^Package:' >/dev/null ||
         die "debsrc: no source package index after apt-get update (is $target right?)"
 }
 
@@ -247,29 +253,7 @@ fetch_debsrc_file() {
     fail_file "$file"
 }
 
-fetch_debsrc() {
-    local dest="$CORPUS/debsrc" tmp name version file sha size lines manifest=""
-    lines="$(lock_lines debsrc)"
-    [[ -n "$lines" ]] || die "debsrc: no debsrc lines in $LOCK_FILE"
-    if part_ok debsrc "$dest"; then
-        log "debsrc: cached and verified ($dest)"
-        return 0
-    fi
-    enable_debsrc "$(head -n1 <<<"$lines" | cut -d' ' -f1)"
-    new_tmp tmp
-    mkdir "$tmp/debsrc"
-    while read -r name version file sha size; do
-        if ! (fetch_debsrc_file "$name" "$version" "$file" "$sha" "$size"); then
-            drop_part debsrc "$dest"
-            die "debsrc: $file could not be fetched (see above); the debsrc corpus was removed, not left half"
-        fi
-        cp "$DOWNLOADS/debsrc/$file" "$tmp/debsrc/$file"
-        manifest+="$file $sha $size"$'\n'
-    done <<<"$lines"
-    printf '%s' "$manifest" >"$tmp/debsrc/MANIFEST"
-    install_part debsrc "$tmp/debsrc" "$dest" "from $LOCK_FILE"
-    log "debsrc: $(wc -l <<<"${manifest%$'\n'}") tarballs in $dest"
-}
+fetch_debsrc() { fetch_listed_part debsrc; }
 
 # ------------------------------------------------------------------- cpython
 
@@ -403,18 +387,26 @@ find_pip() {
     fi
 }
 
-# fetch_wheel NAME VERSION FILE SHA SIZE : into $DOWNLOADS/wheel/FILE, verified.
-fetch_wheel() {
-    local name="$1" version="$2" file="$3" sha="$4" size="$5" dest="$DOWNLOADS/wheel/$3" tmp
+# pypi_path FILE : where a PyPI download is cached: wheels in wheel/, source distributions in sdist/
+pypi_path() {
+    if [[ "$1" == *.whl ]]; then echo "$DOWNLOADS/wheel/$1"; else echo "$DOWNLOADS/sdist/$1"; fi
+}
+
+# fetch_pypi NAME VERSION FILE SHA SIZE : a PyPI file (a CPython 3.11 manylinux x86_64 or pure
+# wheel, or a source distribution) into its pypi_path, verified.
+fetch_pypi() {
+    local name="$1" version="$2" file="$3" sha="$4" size="$5" tmp dest kind=(--only-binary=:all:
+        --python-version 3.11 --implementation cp --abi cp311 --platform manylinux2014_x86_64)
+    dest="$(pypi_path "$file")"
+    [[ "$file" == *.whl ]] || kind=(--no-binary=:all:)
     verified "$dest" "$sha" && return 0
     find_pip
     new_tmp tmp
     printf '%s==%s --hash=sha256:%s\n' "$name" "$version" "$sha" >"$tmp/requirements.txt"
-    log "numpy: fetching $file ($(size_h "$size")) with pip download $name==$version"
+    log "pypi: fetching $file ($(size_h "$size")) with pip download $name==$version"
     ATTEMPTS=()
     if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "${PIP[@]}" download -q --no-deps --require-hashes \
-        --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
-        --platform manylinux2014_x86_64 -r "$tmp/requirements.txt" -d "$tmp/dl" </dev/null >"$tmp/pip.out" 2>&1; then
+        "${kind[@]}" -r "$tmp/requirements.txt" -d "$tmp/dl" </dev/null >"$tmp/pip.out" 2>&1; then
         attempt_failed "pip download $name==$version (PyPI)" "$tmp/pip.out"
         fail_file "$file"
     fi
@@ -422,7 +414,7 @@ fetch_wheel() {
         ATTEMPTS+=("pip download $name==$version: no $file with the recorded hash")
         fail_file "$file"
     }
-    mkdir -p "$DOWNLOADS/wheel"
+    mkdir -p "$(dirname "$dest")"
     mv "$tmp/dl/$file" "$dest"
 }
 
@@ -435,7 +427,7 @@ fetch_numpy() {
             log "numpy $version: cached and verified"
             continue
         fi
-        if ! (fetch_wheel "$name" "$version" "$file" "$sha" "$size"); then
+        if ! (fetch_pypi "$name" "$version" "$file" "$sha" "$size"); then
             drop_part "numpy-$version" "$dest"
             ok=0
             continue
@@ -449,18 +441,53 @@ fetch_numpy() {
     [[ $ok == 1 ]] || die "numpy: some wheels could not be fetched (see above)"
 }
 
+# ------------------------------------------------------- debsrc and sci parts
+
+# fetch_listed_part PART : every file the lock file lists for PART, flat in corpus/PART/ with a
+# MANIFEST. A line's name is a Debian source package (NAME or deb:NAME) or a PyPI project
+# (pypi:NAME).
+fetch_listed_part() {
+    local part="$1" dest="$CORPUS/$1" tmp name version file sha size lines manifest="" fetcher from
+    lines="$(lock_lines "$part")"
+    [[ -n "$lines" ]] || die "$part: no $part lines in $LOCK_FILE"
+    if part_ok "$part" "$dest"; then
+        log "$part: cached and verified ($dest)"
+        return 0
+    fi
+    enable_debsrc "$(awk '$1 !~ /^pypi:/ { sub(/^deb:/, "", $1); print $1; exit }' <<<"$lines")"
+    new_tmp tmp
+    mkdir "$tmp/$part"
+    while read -r name version file sha size; do
+        case "$name" in
+        pypi:*) fetcher=fetch_pypi from="$(pypi_path "$file")" ;;
+        *) fetcher=fetch_debsrc_file from="$DOWNLOADS/debsrc/$file" ;;
+        esac
+        if ! ("$fetcher" "${name#*:}" "$version" "$file" "$sha" "$size"); then
+            drop_part "$part" "$dest"
+            die "$part: $file could not be fetched (see above); the $part corpus was removed, not left half"
+        fi
+        cp "$from" "$tmp/$part/$file"
+        manifest+="$file $sha $size"$'\n'
+    done <<<"$lines"
+    printf '%s' "$manifest" >"$tmp/$part/MANIFEST"
+    install_part "$part" "$tmp/$part" "$dest" "from $LOCK_FILE"
+    log "$part: $(wc -l <<<"${manifest%$'\n'}") files in $dest"
+}
+
+fetch_sci() { fetch_listed_part sci; }
+
 # ---------------------------------------------------------------------- main
 
 main() {
     local parts=() p
     for p in "$@"; do
         case "$p" in
-        cpython | numpy | debsrc) parts+=("$p") ;;
+        cpython | numpy | debsrc | sci) parts+=("$p") ;;
         -h | --help)
             usage
             exit 0
             ;;
-        *) die "unknown part '$p' (expected: cpython numpy debsrc)" ;;
+        *) die "unknown part '$p' (expected: cpython numpy debsrc sci)" ;;
         esac
     done
     [[ ${#parts[@]} -gt 0 ]] || parts=(cpython numpy debsrc)
