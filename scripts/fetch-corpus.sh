@@ -21,8 +21,8 @@
 #            "<filename> <sha256> <size-in-bytes>" lines. Adds a deb-src entry to apt
 #            (/etc/apt/sources.list.d/hdist-debsrc.sources) unless one exists.
 #   sci      the sources of the scientific stack (scripts/stacks/sci.toml, about 70 MB):
-#            Debian upstream tarballs ("deb:NAME" lines, fetched as debsrc is) and PyPI sdists
-#            and wheels ("pypi:NAME" lines), all in corpus/sci/ with a MANIFEST as debsrc's.
+#            Debian upstream tarballs (files named *.orig.tar.*, fetched as debsrc's are) and
+#            PyPI sdists and wheels (the other files), in corpus/sci/ with a MANIFEST as debsrc's.
 #            Only on request: CI (scripts/test.sh) does not fetch it.
 #
 # HDIST_FRESH_CORPUS=1 empties the corpus and download caches first (the fresh-machine path).
@@ -444,8 +444,8 @@ fetch_numpy() {
 # ------------------------------------------------------- debsrc and sci parts
 
 # fetch_listed_part PART : every file the lock file lists for PART, flat in corpus/PART/ with a
-# MANIFEST. A line's name is a Debian source package (NAME or deb:NAME) or a PyPI project
-# (pypi:NAME).
+# MANIFEST. A file named *.orig.tar.* is the upstream tarball of the Debian source package the
+# line names; any other file is from the PyPI project the line names.
 fetch_listed_part() {
     local part="$1" dest="$CORPUS/$1" tmp name version file sha size lines manifest="" fetcher from
     lines="$(lock_lines "$part")"
@@ -454,15 +454,15 @@ fetch_listed_part() {
         log "$part: cached and verified ($dest)"
         return 0
     fi
-    enable_debsrc "$(awk '$1 !~ /^pypi:/ { sub(/^deb:/, "", $1); print $1; exit }' <<<"$lines")"
+    enable_debsrc "$(awk '$3 ~ /\.orig\.tar\./ { print $1; exit }' <<<"$lines")"
     new_tmp tmp
     mkdir "$tmp/$part"
     while read -r name version file sha size; do
-        case "$name" in
-        pypi:*) fetcher=fetch_pypi from="$(pypi_path "$file")" ;;
-        *) fetcher=fetch_debsrc_file from="$DOWNLOADS/debsrc/$file" ;;
+        case "$file" in
+        *.orig.tar.*) fetcher=fetch_debsrc_file from="$DOWNLOADS/debsrc/$file" ;;
+        *) fetcher=fetch_pypi from="$(pypi_path "$file")" ;;
         esac
-        if ! ("$fetcher" "${name#*:}" "$version" "$file" "$sha" "$size"); then
+        if ! ("$fetcher" "$name" "$version" "$file" "$sha" "$size"); then
             drop_part "$part" "$dest"
             die "$part: $file could not be fetched (see above); the $part corpus was removed, not left half"
         fi
