@@ -450,7 +450,8 @@ fetch_listed_part() {
     local part="$1" dest="$CORPUS/$1" tmp name version file sha size lines manifest="" fetcher from
     lines="$(lock_lines "$part")"
     [[ -n "$lines" ]] || die "$part: no $part lines in $LOCK_FILE"
-    if part_ok "$part" "$dest"; then
+    # The lock file may list other files than were fetched (a line added or changed).
+    if part_ok "$part" "$dest" && [[ "$(cat "$dest/MANIFEST")" == "$(cut -d' ' -f3- <<<"$lines")" ]]; then
         log "$part: cached and verified ($dest)"
         return 0
     fi
