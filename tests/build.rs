@@ -21,7 +21,7 @@ fn id_matches_hashdist_and_malformed_specs_name_the_field() {
     let cases = [
         ("{not json", "not valid JSON"),
         (r#"{"build":{"commands":[]}}"#, "field name"),
-        (r#"{"name":"bad name"}"#, "field name"),
+        (r#"{"name":"bad/name"}"#, "field name"),
         (r#"{"name":"x","version":1.5}"#, "version"),
         (r#"{"name":"x","build":{"commands":[{"run":["true"]}]}}"#, "run"),
         (

@@ -287,11 +287,11 @@ fn bad_stack_files_fail_with_a_position_and_change_nothing() {
             "8:8:",
             "defined twice (first at 4:8)",
         ),
-        (format!("{header}{}", pkg("x y", "")), "4:8:", "package name"),
+        (format!("{header}{}", pkg("x/y", "")), "4:8:", "package name"),
         (
-            format!("{header}{}", pkg("x", "version = \"1.0\"")),
+            format!("{header}{}", pkg("x", "version = \"-1.0\"")),
             "6:11:",
-            "version",
+            "invalid version \"-1.0\": it must start with a letter, a digit, `_` or `+` (a leading `-` would be read as an option)",
         ),
         (
             format!("{header}{}", pkg("x", "colour = \"red\"")),
@@ -362,4 +362,155 @@ fn bad_stack_files_fail_with_a_position_and_change_nothing() {
     );
     assert_eq!(generations(&t, "p"), ["1"]);
     assert_eq!(t.ok(["ls"]), artifacts);
+}
+
+/// `tests/fixtures/repos` of the repository: package repos and a stack using them.
+fn fixture_repos() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repos")
+}
+
+#[test]
+fn stack_from_two_repos_builds_the_first_repos_package_and_bad_repos_change_nothing() {
+    if !fuse_available() {
+        return;
+    }
+    let t = TestStore::new();
+    let _view = view_guard(&t);
+    let stack = fixture_repos().join("stack.toml");
+    let out = t.ok(["-q".as_ref(), "up".as_ref(), stack.as_os_str()]);
+    assert!(out.starts_with("greetings: generation 1 (2 built"), "{out}");
+    let mnt = t.path("sw");
+    fs::create_dir_all(&mnt).unwrap();
+    let _guard = MountGuard::new(&mnt);
+    t.ok(["mount".as_ref(), "greetings".as_ref(), mnt.as_os_str()]);
+    // site/greeting.toml shadows pkgs/greeting.toml; shout is built against it.
+    for file in ["share/greeting.txt", "share/shout.txt"] {
+        assert_eq!(
+            fs::read_to_string(mnt.join(file)).unwrap(),
+            "hello from the site\n",
+            "{file}"
+        );
+    }
+    let artifacts = t.ok(["ls"]);
+
+    // Each bad stack: file:line:col of the cause (the package file when it is the cause),
+    // nothing built, no generation.
+    let repos = fixture_repos();
+    let header = format!(
+        "[stack]\nprofile = \"greetings\"\nrepos = [\"{}\", \"{}\"]\n",
+        repos.join("cycle").display(),
+        repos.join("pkgs").display()
+    );
+    let cases = [
+        (
+            format!("{header}[[package]]\nname = \"cyc-a\"\n"),
+            format!(
+                "{}:2:11: package cyc-a: extends cycle: cyc-a (",
+                repos.join("cycle/cyc-b.toml").display()
+            ),
+        ),
+        (
+            format!(
+                "{header}[[package]]\nname = \"greeting\"\n[[package]]\nname = \"gone\"\nversion = \"1\"\n"
+            ),
+            "bad.toml:7:8: package gone is in none of the repos: ".to_string(),
+        ),
+        (
+            format!("{header}[[package]]\nname = \"greeting\"\nversion = \"/1\"\n"),
+            "bad.toml:6:11: package greeting: version: invalid version \"/1\": it must start with"
+                .to_string(),
+        ),
+        (
+            format!("{header}[[package]]\nname = \"no-such-host-tool\"\nkind = \"host\"\n"),
+            "bad.toml:6:8: package no-such-host-tool: host tool: no-such-host-tool is not on PATH"
+                .to_string(),
+        ),
+    ];
+    for (text, expected) in cases {
+        let bad = write_file(&t, "bad.toml", &text);
+        let out = t.fails(["up".as_ref(), bad.as_os_str()]);
+        assert!(
+            stderr(&out).contains(&expected),
+            "expected {expected:?}, got {}",
+            stderr(&out)
+        );
+        assert_eq!(generations(&t, "greetings"), ["1"]);
+        assert_eq!(t.ok(["ls"]), artifacts, "a bad stack registered something");
+    }
+}
+
+/// A fake host compiler on PATH: builds import it like a package; a new version of it changes
+/// its id and its dependents' ids (so `up` rebuilds them); gone from PATH, `up` fails at its
+/// position and switches nothing.
+#[test]
+fn host_tool_on_path_is_imported_and_upgrading_it_rebuilds_its_dependents() {
+    use std::os::unix::fs::PermissionsExt;
+    if !fuse_available() {
+        return;
+    }
+    let t = TestStore::new();
+    let _view = view_guard(&t);
+    let tools = t.path("tools");
+    fs::create_dir_all(&tools).unwrap();
+    let write_tool = |version: &str| {
+        let tool = tools.join("fakecc");
+        fs::write(&tool, format!("#!/bin/sh\necho \"fakecc {version}\"\n")).unwrap();
+        fs::set_permissions(&tool, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let stack = write_file(
+        &t,
+        "stack.toml",
+        "[stack]\nprofile = \"hosted\"\n\n\
+         [[package]]\nname = \"fakecc\"\nkind = \"host\"\n\n\
+         [[package]]\nname = \"app\"\nversion = \"1.0\"\nbuild_deps = [\"fakecc\"]\nbuild = [\n\
+           { set = \"PATH\", value = \"${FAKECC_DIR}/bin:/usr/bin:/bin\" },\n\
+           { cmd = [\"mkdir\", \"-p\", \"${ARTIFACT}/share\"] },\n\
+           { cmd = [\"sh\", \"-c\", \"fakecc > ${ARTIFACT}/share/app.txt\"] },\n]\n",
+    );
+    let host_path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap());
+    let up = |path: &str| {
+        t.cmd(["-q".as_ref(), "up".as_ref(), stack.as_os_str()])
+            .env("PATH", path)
+            .output()
+            .unwrap()
+    };
+    write_tool("1.0");
+    let out = up(&host_path);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("hosted: generation 1 (2 built"), "{stdout}");
+    let mnt = t.path("sw");
+    fs::create_dir_all(&mnt).unwrap();
+    let _guard = MountGuard::new(&mnt);
+    t.ok(["mount".as_ref(), "hosted".as_ref(), mnt.as_os_str()]);
+    assert_eq!(
+        fs::read_to_string(mnt.join("share/app.txt")).unwrap(),
+        "fakecc 1.0\n"
+    );
+    assert!(!mnt.join("bin/fakecc").exists(), "a host tool is in the profile");
+    let out = up(&host_path);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("generation 1 is up to date"));
+
+    write_tool("2.0");
+    let out = up(&host_path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("hosted: generation 2 (2 built, 0 cached"),
+        "{stdout} {}",
+        stderr(&out)
+    );
+    assert!(wait_for(Duration::from_secs(3), || {
+        fs::read_to_string(mnt.join("share/app.txt")).ok().as_deref() == Some("fakecc 2.0\n")
+    }));
+
+    let out = up("/usr/bin:/bin");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "stack.toml:6:8: package fakecc: host tool: fakecc is not on PATH (searched /usr/bin:/bin)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(generations(&t, "hosted"), ["1", "2"]);
 }

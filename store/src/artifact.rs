@@ -25,44 +25,59 @@ pub struct ArtifactId {
 /// Why a name, version or id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
-    /// A name or version has characters outside the allowed set.
-    #[error("invalid {what} {value:?}: use only letters, digits and {allowed}")]
-    BadToken {
+    /// A name or version is empty.
+    #[error("invalid {what}: it is empty")]
+    Empty { what: &'static str },
+    /// A name or version does not start with a character Hashdist accepts there.
+    #[error(
+        "invalid {what} {value:?}: it must start with a letter, a digit, `_` or `+`{why}",
+        why = if value.starts_with('-') { " (a leading `-` would be read as an option)" } else { "" }
+    )]
+    BadStart { what: &'static str, value: String },
+    /// A name or version holds a character that is unsafe in a path component.
+    #[error(
+        "invalid {what} {value:?}: {character:?} is not allowed (a {what} is used as a path \
+         component: no `/`, NUL or control characters)"
+    )]
+    Unsafe {
         what: &'static str,
         value: String,
-        allowed: &'static str,
+        character: char,
     },
     /// An id is not `name/hash`.
     #[error("invalid artifact id {0:?}: expected NAME/HASH with a 32-character base32 hash")]
     BadId(String),
 }
 
-/// Checks a package name: `[a-zA-Z0-9-_+]+` as a whole (Hashdist's rule).
+/// Checks a package (or profile) name; see [`check_version`] for the rule, which is the same.
 pub fn check_name(name: &str) -> Result<(), IdError> {
-    check_token("name", name, "- _ +", |c| matches!(c, '-' | '_' | '+'))
+    check_token("name", name)
 }
 
-/// Checks a version: like a name, plus `.` (versions such as `1.26.4`).
+/// Checks a version: Hashdist's rule, `re.match(r'[a-zA-Z0-9-_+]+', s)` without `$` (only the
+/// first character is constrained, so `1.2.8`, `2.0rc1` and `1.26.4+local` pass), narrowed to
+/// what is safe as a path component. Refused: the empty string; a first character other than
+/// a letter, digit, `_` or `+` (Hashdist's set minus `-`, which would read as an option; this
+/// also refuses `.` and `..`); and `/`, NUL or any control character anywhere.
 pub fn check_version(version: &str) -> Result<(), IdError> {
-    check_token("version", version, "- _ + .", |c| {
-        matches!(c, '-' | '_' | '+' | '.')
-    })
+    check_token("version", version)
 }
 
-fn check_token(
-    what: &'static str,
-    value: &str,
-    allowed: &'static str,
-    extra: impl Fn(char) -> bool,
-) -> Result<(), IdError> {
-    if !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || extra(c)) {
-        Ok(())
-    } else {
-        Err(IdError::BadToken {
+fn check_token(what: &'static str, value: &str) -> Result<(), IdError> {
+    let first = value.chars().next().ok_or(IdError::Empty { what })?;
+    if !(first.is_ascii_alphanumeric() || matches!(first, '_' | '+')) {
+        return Err(IdError::BadStart {
             what,
             value: value.to_string(),
-            allowed,
-        })
+        });
+    }
+    match value.chars().find(|&c| c == '/' || c.is_control()) {
+        Some(character) => Err(IdError::Unsafe {
+            what,
+            value: value.to_string(),
+            character,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -147,12 +162,13 @@ mod tests {
         assert_eq!(id.name(), "zlib");
         assert_eq!(id.to_string(), "zlib/kwefguggpl4kiafe5v6rxs23xdptpmgv");
         assert!("zlib".parse::<ArtifactId>().is_err());
-        assert!("zl ib/kwefguggpl4kiafe5v6rxs23xdptpmgv"
+        assert!("zl\nib/kwefguggpl4kiafe5v6rxs23xdptpmgv"
             .parse::<ArtifactId>()
             .is_err());
         assert!("zlib/KWEF".parse::<ArtifactId>().is_err());
         assert!(check_version("1.26.4").is_ok());
-        assert!(check_name("1.26").is_err());
+        assert!(check_name("py.numpy").is_ok());
         assert!(check_version("").is_err());
+        assert!(check_name("..").is_err());
     }
 }

@@ -1,11 +1,16 @@
 //! Build specs: Hashdist's `build.json`, canonicalised and hashed into artifact ids.
 //!
 //! ```text
-//! {"name": "zlib", "version": "1_2_13",
+//! {"name": "zlib", "version": "1.2.13",
 //!  "sources": [{"key": "tar.bz2:…", "target": "."}],
 //!  "files":   [{"target": "$ARTIFACT/etc/x.conf", "text": ["…"], "executable": false}],
 //!  "build":   {"import": [{"ref": "ZLIB", "id": "zlib/…"}], "commands": [ …job nodes… ]}}
 //! ```
+//!
+//! `name` and `version` follow Hashdist's rule (only the first character is constrained, so
+//! `1.2.8` and `1.26.4+local` pass) narrowed to what is safe as a path component; see
+//! [`crate::artifact::check_version`]. A missing version stays out of the hashed document,
+//! as in Hashdist.
 //!
 //! Canonical form: every import has a `ref` (null when absent; an empty ref is an error) and
 //! `build.import` exists. The artifact id is `name/` + `hash_document("build-spec",
@@ -15,7 +20,7 @@
 use serde_json::{Map, Value};
 
 use super::{job, BuildError};
-use crate::artifact::{check_name, ArtifactId};
+use crate::artifact::{check_name, check_version, ArtifactId, IdError};
 use crate::hash::{hash_document, prune_nohash};
 
 /// One source to unpack into the build directory.
@@ -65,23 +70,18 @@ fn bad(origin: &str, field: &str, reason: impl Into<String>) -> BuildError {
     }
 }
 
-fn safe_token(origin: &str, field: &str, value: &Value) -> Result<String, BuildError> {
+/// A string field checked by `check` (the artifact layer's name or version rule).
+fn token(
+    origin: &str,
+    field: &str,
+    value: &Value,
+    check: fn(&str) -> Result<(), IdError>,
+) -> Result<String, BuildError> {
     let text = value
         .as_str()
         .ok_or_else(|| bad(origin, field, "must be a string"))?;
-    if !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '+'))
-    {
-        Ok(text.to_string())
-    } else {
-        Err(bad(
-            origin,
-            field,
-            format!("{text:?} must match [a-zA-Z0-9-_+]+ as a whole"),
-        ))
-    }
+    check(text).map_err(|e| bad(origin, field, e.to_string()))?;
+    Ok(text.to_string())
 }
 
 /// Canonicalises a spec document (see the module docs).
@@ -139,15 +139,15 @@ pub fn from_value(origin: &str, doc: Value) -> Result<BuildSpec, BuildError> {
     let object = document
         .as_object()
         .expect("canonicalize checked it is an object");
-    let name = safe_token(
+    let name = token(
         origin,
         "name",
         object.get("name").ok_or_else(|| bad(origin, "name", "missing"))?,
+        check_name,
     )?;
-    check_name(&name).map_err(|e| bad(origin, "name", e.to_string()))?;
     let version = match object.get("version") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(safe_token(origin, "version", v)?),
+        Some(v) => Some(token(origin, "version", v, check_version)?),
     };
     let mut sources = Vec::new();
     if let Some(list) = object.get("sources") {
@@ -186,7 +186,7 @@ pub fn from_value(origin: &str, doc: Value) -> Result<BuildSpec, BuildError> {
             .ok_or_else(|| bad(origin, &field, "missing or not a string"))?;
         let id: ArtifactId = id
             .parse()
-            .map_err(|e: crate::artifact::IdError| bad(origin, &field, e.to_string()))?;
+            .map_err(|e: IdError| bad(origin, &field, e.to_string()))?;
         let reference = import["ref"].as_str().map(str::to_string);
         if let Some(r) = &reference {
             if !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -235,6 +235,92 @@ mod tests {
         assert_eq!(spec.id.to_string(), "fooname/cwfxs3bhjvlxoczwlxlexklpeoewybcn");
     }
 
+    /// Ids Hashdist 0.3 (`hashdist.core.build_store.BuildSpec(doc).artifact_id`, run under
+    /// Python 2.7 on these exact documents) gives for specs with real-world versions and
+    /// names: dotted, release-candidate and local versions, a dotted name, an import chain,
+    /// and the shipped specs with their real version spelling.
+    #[test]
+    fn real_versions_get_the_ids_hashdist_computes() {
+        let vectors = [
+            (
+                r#"{"name": "zlib", "version": "1.2.8", "build": {"commands": []}}"#,
+                "zlib/tx4jc7qz77grvp3ogtv73pfid7mnsax5",
+            ),
+            (
+                r#"{"name": "numpy", "version": "1.26.4+local", "build": {"commands": [{"cmd": ["true"]}]}}"#,
+                "numpy/u6jhemf2bbhuvyllj7dmza4kkpdjvgvl",
+            ),
+            (
+                r#"{"name": "py.test-runner", "version": "2.0rc1", "build": {"commands": []}}"#,
+                "py.test-runner/wvm4m4xuyipltfptyzlrblesothbib67",
+            ),
+            (
+                r#"{"name": "cpython", "version": "3.11.9", "nohash_note": "not hashed",
+                    "sources": [{"key": "tar.xz:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "target": "src"}],
+                    "build": {"import": [{"ref": "ZLIB", "id": "zlib/tx4jc7qz77grvp3ogtv73pfid7mnsax5"},
+                                         {"id": "numpy/u6jhemf2bbhuvyllj7dmza4kkpdjvgvl"}],
+                              "commands": [{"cmd": ["./configure", "--prefix=${ARTIFACT}"]}]}}"#,
+                "cpython/7xxmo3n5epuswk7secyzyhdrbvastzdr",
+            ),
+            (
+                include_str!("../../../scripts/specs/hello.json"),
+                "hello/k6gghhl2qpoyiociof6qxwld37ao2237",
+            ),
+            (
+                include_str!("../../../scripts/specs/zlib.json"),
+                "zlib/egzo34zhizvcnosk3yn42nfetavlzok4",
+            ),
+            (
+                include_str!("../../../scripts/specs/minigzip.json"),
+                "minigzip/ypdyhtn7uprzlitwmic46bkswcnjejs3",
+            ),
+        ];
+        for (text, id) in vectors {
+            assert_eq!(parse("t", text).unwrap().id.to_string(), id, "{text}");
+        }
+    }
+
+    /// What Hashdist refuses (empty, a first character outside `[a-zA-Z0-9-_+]`) and what is
+    /// unsafe in a path component is refused with a message naming the field and the reason.
+    #[test]
+    fn unsafe_names_and_versions_are_refused_with_the_reason() {
+        let err = |field: &str, value: &str| {
+            let mut doc = serde_json::json!({"name": "x", "version": "1", "build": {}});
+            doc[field] = Value::String(value.to_string());
+            from_value("spec.json", doc).unwrap_err().to_string()
+        };
+        for field in ["name", "version"] {
+            let m = err(field, "");
+            assert!(
+                m.contains(&format!("field {field}")) && m.contains("empty"),
+                "{m}"
+            );
+            for start in [".", "..", ".1", " 1"] {
+                let m = err(field, start);
+                assert!(m.contains("must start with a letter, a digit"), "{m}");
+            }
+            let m = err(field, "-1");
+            assert!(m.contains("leading `-` would be read as an option"), "{m}");
+            for (value, shown) in [
+                ("1/2", "'/'"),
+                ("1\0x", "'\\0'"),
+                ("1\n", "'\\n'"),
+                ("1\u{7f}", "'\\u{7f}'"),
+            ] {
+                let m = err(field, value);
+                assert!(
+                    m.contains(shown) && m.contains("path component"),
+                    "{value:?}: {m}"
+                );
+            }
+        }
+        // Hashdist's rule constrains only the first character.
+        for ok in ["1.2 beta", "2.0rc1", "1.26.4+local", "+x", "_x", "a:b"] {
+            let doc = serde_json::json!({"name": "x", "version": ok, "build": {}});
+            assert_eq!(from_value("t", doc).unwrap().version.as_deref(), Some(ok));
+        }
+    }
+
     #[test]
     fn nohash_keys_do_not_change_the_id() {
         let a = parse("t", r#"{"name":"x","build":{"commands":[]}}"#).unwrap();
@@ -251,8 +337,8 @@ mod tests {
         let err = |text: &str| parse("spec.json", text).unwrap_err().to_string();
         assert!(err("{").contains("spec.json"));
         assert!(err(r#"{"build":{}}"#).contains("name"));
-        assert!(err(r#"{"name":"a b"}"#).contains("name"));
-        assert!(err(r#"{"name":"a","version":"1.2"}"#).contains("version"));
+        assert!(err(r#"{"name":"a/b"}"#).contains("name"));
+        assert!(err(r#"{"name":"a","version":".2"}"#).contains("version"));
         assert!(err(r#"{"name":"a","x":1.5}"#).contains("$.x"));
         assert!(err(
             r#"{"name":"a","build":{"import":[{"ref":"","id":"b/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}}"#

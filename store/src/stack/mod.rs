@@ -9,7 +9,7 @@
 //!
 //! [[package]]
 //! name = "zlib"
-//! version = "1_2_13"             # [A-Za-z0-9_+-]: part of the build spec, hence of the id
+//! version = "1.2.13"             # part of the build spec, hence of the id (rule: artifact::check_version)
 //! template = "configure-make"    # see `templates`; or `build = [ job nodes ]`
 //! sources = [{ url = "zlib_1.2.13.dfsg.orig.tar.bz2", key = "tar.bz2:oh7lpfd6hqao6es7qo3zutsstppdcfy6" }]
 //! configure_flags = []           # template parameters (configure_flags, make_flags)
@@ -31,8 +31,59 @@
 //!
 //! Package keys: `name` (required), `version`, exactly one of `template` and `build` (job
 //! nodes, see `build::job`), `sources` (each `url` + `key`, optional `target`), `files`
-//! (for `hit build-write-files`), `build_deps`, `run_deps`, template parameters, `rules`, and
-//! `in_profile` (default true). Unknown keys are errors, so a typo never goes unnoticed.
+//! (for `hit build-write-files`), `build_deps`, `run_deps`, template parameters, `rules`,
+//! `in_profile` (default true), `extends`, `kind` and `tool`. Unknown keys are errors, so a
+//! typo never goes unnoticed. Names and versions follow Hashdist's rule narrowed to what is
+//! safe in a path (`artifact::check_version`): `1.2.13`, `2.0rc1`, `1.26.4+local` are fine.
+//!
+//! ## Package repositories
+//!
+//! ```toml
+//! [stack]
+//! repos = ["site-pkgs", "../pkgs"]   # relative to this file; searched in order
+//!
+//! [[package]]
+//! name = "zlib"                      # pkgs/zlib.toml, unless site-pkgs/zlib.toml exists
+//!
+//! [[package]]
+//! name = "hello"
+//! configure_flags = ["--disable-nls"]  # overrides the key of pkgs/hello.toml
+//!
+//! [[package]]
+//! name = "zlib-static"
+//! extends = "zlib"                   # builds on pkgs/zlib.toml under another name
+//! configure_flags = ["--static"]
+//! ```
+//!
+//! A repo is a directory of package files `NAME.toml`, each holding the keys of a
+//! `[[package]]` entry at top level, without `name` (the file name is the name), plus an
+//! optional `extends = "OTHER"`: another package, looked up through the same repos (single
+//! inheritance). The stack still lists every package it wants; a `[[package]]` entry builds
+//! on `NAME.toml` of the first repo that has it (or on its own `extends`). Merge rule:
+//!
+//! - A package's layers, most specific first: the stack entry, the file it builds on, the file
+//!   that one `extends`, and so on (the whole chain is resolved first; a chain coming back to
+//!   a file already in it is an error naming the chain).
+//! - Each key is taken whole from the most specific layer that has it: lists and tables are
+//!   replaced, never appended or merged (`build_deps = []` in a stack entry removes them).
+//! - Relative source paths resolve against the directory of the file that wrote them.
+//! - Two repos holding `NAME.toml`: the first wins; the others are recorded in
+//!   [`Package::shadowed`] (and [`Package::defined_in`] says which file was used).
+//! - An entry naming a package that is in no repo, and that has no `build`, `template`,
+//!   `files` or `kind` of its own, is an error ("package X is in none of the repos: A, B").
+//!
+//! Errors in a package file carry that file's name and position.
+//!
+//! ## Host tools
+//!
+//! `kind = "host"` (optional `tool = "gcc"`, default the package name; or an absolute path)
+//! stands for a program on the host's `PATH`, probed when the stack is read (see `host`): its
+//! build spec holds the resolved path, `--version` line and SHA-256, and its artifact links
+//! `bin/TOOL` to it. List it in `build_deps` like any package (templates put `${REF_DIR}/bin`
+//! on `PATH`); a new host compiler then changes the ids of everything built with it. A host
+//! package takes no `template`, `build`, `files`, `sources`, `build_deps` or template
+//! parameters, and stays out of the profile unless `in_profile = true`. A tool not on `PATH`
+//! is an error at its `tool` (or `kind`) key, before anything is built.
 //!
 //! - **Ids chain.** Each package becomes a build spec (`build::spec::from_value`); a build
 //!   dependency becomes an import of the dependency's computed artifact id with the reference
@@ -52,6 +103,7 @@
 //! Every error in a stack file is reported as `FILE:LINE:COLUMN: message`, before anything
 //! touches the store.
 
+pub mod host;
 mod parse;
 mod run;
 pub mod templates;
@@ -65,7 +117,8 @@ use crate::profile::LinkRule;
 use crate::source::{Origin, SourceError, SourceKey};
 use crate::store::StoreError;
 
-pub use parse::{parse, read};
+pub use host::{HostSearch, HostTool};
+pub use parse::{parse, parse_with, read, read_with};
 pub use run::{
     apply_profile, build_packages, fetch_sources, needs_build, profile_doc, same_profile, Applied,
     BuildEvent, FetchOutcome,
@@ -88,6 +141,17 @@ pub enum StackError {
         line: usize,
         column: usize,
         message: String,
+    },
+    /// The host tool a `kind = "host"` package stands for cannot be used (not on `PATH`,
+    /// unreadable, or its `--version` hangs); `line:column` is its `tool` (or `kind`) key.
+    #[error("{file}:{line}:{column}: package {package}: host tool")]
+    HostTool {
+        file: String,
+        line: usize,
+        column: usize,
+        package: String,
+        #[source]
+        source: host::HostError,
     },
     /// A source could not be fetched, or its content has another key.
     #[error("package {package}: cannot fetch {location}")]
@@ -142,8 +206,17 @@ pub struct Package {
     pub in_profile: bool,
     /// Profile rules for its artifact.
     pub rules: Vec<LinkRule>,
-    /// 1-based line of its `name`, for messages.
+    /// 1-based line of its `name` in the stack file, for messages.
     pub line: usize,
+    /// The file holding its definition: the repo file (`NAME.toml`) it was taken from, or
+    /// the stack file when the stack entry defines it.
+    pub defined_in: PathBuf,
+    /// Package files it inherits from through `extends`, nearest first.
+    pub extends: Vec<PathBuf>,
+    /// Package files of later repos hidden by the ones used (the first repo wins).
+    pub shadowed: Vec<PathBuf>,
+    /// For a `kind = "host"` package, the tool as probed.
+    pub host: Option<HostTool>,
 }
 
 /// One source of a package.

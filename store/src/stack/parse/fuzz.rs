@@ -44,6 +44,11 @@ const WORDS: &[&str] = &[
     "select",
     "prefix",
     "in_profile",
+    "repos",
+    "extends",
+    "kind",
+    "host",
+    "tool",
     "link",
     "copy",
     "exclude",
@@ -74,6 +79,10 @@ const LINES: &[&str] = &[
     "run_deps = [\"nope\"]",
     "template = \"configure-make\"",
     "template = \"no-such\"",
+    "repos = [\"pkgs\"]",
+    "extends = \"zlib\"",
+    "kind = \"host\"",
+    "tool = \"sh\"",
     "sources = [{ url = \"/dev/null\", key = \"tar.gz:aaaa\" }]",
     "rules = [{ action = \"link\", select = \"**\" }]",
     "build = [{ cmd = [\"$$\"] }]",
@@ -151,7 +160,13 @@ fn to_toml(value: &serde_json::Value) -> Option<toml::Value> {
 }
 
 fn check(text: &str) -> Result<(), TestCaseError> {
-    match parse("stack.toml", text, Path::new("/nonexistent/base")) {
+    // No host tool search path: a fuzzed stack must never run programs of the host.
+    match parse_with(
+        "stack.toml",
+        text,
+        Path::new("/nonexistent/base"),
+        &HostSearch::default(),
+    ) {
         Ok(stack) => {
             for package in &stack.packages {
                 let again = build::spec::from_value("again", package.spec.document.clone());
