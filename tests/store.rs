@@ -191,7 +191,7 @@ fn bad_input_is_refused_and_the_store_is_unchanged() {
         "add".as_ref(),
         src.as_os_str(),
         "--name".as_ref(),
-        "bad name".as_ref(),
+        "bad/name".as_ref(),
     ]);
     assert!(stderr(&out).contains("invalid name"), "{}", stderr(&out));
 

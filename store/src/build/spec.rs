@@ -238,7 +238,8 @@ mod tests {
     /// Ids Hashdist 0.3 (`hashdist.core.build_store.BuildSpec(doc).artifact_id`, run under
     /// Python 2.7 on these exact documents) gives for specs with real-world versions and
     /// names: dotted, release-candidate and local versions, a dotted name, an import chain,
-    /// and the shipped specs with their real version spelling.
+    /// and the shipped hello, zlib and minigzip specs (copied here, so moving the files does
+    /// not move the vectors).
     #[test]
     fn real_versions_get_the_ids_hashdist_computes() {
         let vectors = [
@@ -263,15 +264,58 @@ mod tests {
                 "cpython/7xxmo3n5epuswk7secyzyhdrbvastzdr",
             ),
             (
-                include_str!("../../../scripts/specs/hello.json"),
+                r#"{
+  "name": "hello",
+  "version": "2.10",
+  "nohash_description": "GNU hello 2.10, the upstream tarball Debian ships (hello_2.10.orig.tar.gz)",
+  "sources": [{"key": "tar.gz:ghqgme32sythn2e7nhi3mu4c32k2p335", "target": "."}],
+  "build": {
+    "commands": [
+      {"set": "PATH", "value": "/usr/bin:/bin"},
+      {"hit": ["build-unpack-sources"]},
+      {"cmd": ["./configure", "--prefix=${ARTIFACT}", "--disable-nls"]},
+      {"cmd": ["make", "-j${HDIST_CPU_COUNT}"]},
+      {"cmd": ["make", "install"]}
+    ]
+  }
+}"#,
                 "hello/k6gghhl2qpoyiociof6qxwld37ao2237",
             ),
             (
-                include_str!("../../../scripts/specs/zlib.json"),
+                r#"{
+  "name": "zlib",
+  "version": "1.2.13",
+  "nohash_description": "zlib 1.2.13, the upstream tarball Debian ships (zlib_1.2.13.dfsg.orig.tar.bz2)",
+  "sources": [{"key": "tar.bz2:oh7lpfd6hqao6es7qo3zutsstppdcfy6", "target": "."}],
+  "build": {
+    "commands": [
+      {"set": "PATH", "value": "/usr/bin:/bin"},
+      {"hit": ["build-unpack-sources"]},
+      {"cmd": ["./configure", "--prefix=${ARTIFACT}"]},
+      {"cmd": ["make", "-j${HDIST_CPU_COUNT}"]},
+      {"cmd": ["make", "install"]}
+    ]
+  }
+}"#,
                 "zlib/egzo34zhizvcnosk3yn42nfetavlzok4",
             ),
             (
-                include_str!("../../../scripts/specs/minigzip.json"),
+                r#"{
+  "name": "minigzip",
+  "version": "1.2.13",
+  "nohash_description": "zlib's own minigzip program, linked by rpath against the zlib artifact at its final path",
+  "sources": [{"key": "tar.bz2:oh7lpfd6hqao6es7qo3zutsstppdcfy6", "target": "."}],
+  "build": {
+    "import": [{"ref": "ZLIB", "id": "zlib/egzo34zhizvcnosk3yn42nfetavlzok4"}],
+    "commands": [
+      {"set": "PATH", "value": "/usr/bin:/bin"},
+      {"hit": ["build-unpack-sources"]},
+      {"cmd": ["mkdir", "-p", "${ARTIFACT}/bin"]},
+      {"cmd": ["cc", "-O2", "-o", "${ARTIFACT}/bin/minigzip", "test/minigzip.c",
+               "-I${ZLIB_DIR}/include", "-L${ZLIB_DIR}/lib", "-Wl,-rpath,${ZLIB_DIR}/lib", "-lz"]}
+    ]
+  }
+}"#,
                 "minigzip/ypdyhtn7uprzlitwmic46bkswcnjejs3",
             ),
         ];

@@ -159,7 +159,7 @@ pub fn parse_with(file: &str, text: &str, base: &Path, host: &HostSearch) -> Res
         .map(|definition| Pkg::new(&layers, definition))
         .collect();
 
-    let (build_deps, run_deps) = dependencies(&texts, &packages, &names)?;
+    let (build_deps, run_deps) = dependencies(&texts, &packages, &names, &repos)?;
     let order = build_order(&texts, &packages, &build_deps)?;
     let (specs, sources, hosts) = make_specs(&texts, &packages, &build_deps, &order, host)?;
     let packages = assemble(&texts, packages, specs, sources, hosts, build_deps, run_deps);
@@ -402,10 +402,13 @@ fn index_names(
 type Deps = Vec<Vec<(usize, Loc)>>;
 
 /// Build and run dependencies of every package, as indices.
+/// A dependency outside the stack that a repo has is not pulled in (the stack lists what it
+/// builds), but the message says where it is.
 fn dependencies(
     texts: &Texts,
     packages: &[Pkg<'_>],
     index: &HashMap<String, usize>,
+    repos: &Repos,
 ) -> Result<(Deps, Deps), StackError> {
     let resolve = |package: &Pkg<'_>, list: Option<Given<'_, Vec<Spanned<String>>>>, what: &str| {
         let mut out = Vec::new();
@@ -418,16 +421,24 @@ fn dependencies(
                 file: list.file,
                 span: dep.span(),
             };
-            let &d = index.get(dep.get_ref()).ok_or_else(|| {
-                texts.err_at(
+            let Some(&d) = index.get(dep.get_ref()) else {
+                let hint = match repos.file_of(dep.get_ref())? {
+                    Some(file) => format!(
+                        "; {} defines it: add [[package]] name = {:?} to the stack",
+                        file.display(),
+                        dep.get_ref()
+                    ),
+                    None => String::new(),
+                };
+                return Err(texts.err_at(
                     &loc,
                     format!(
-                        "package {}: {what}: unknown package {:?} (no [[package]] has that name)",
+                        "package {}: {what}: unknown package {:?} (no [[package]] has that name{hint})",
                         package.name(),
                         dep.get_ref()
                     ),
-                )
-            })?;
+                ));
+            };
             if !seen.insert(d) {
                 return Err(texts.err_at(
                     &loc,
@@ -1299,6 +1310,16 @@ build = [
         let (_, l, c, m) = err("[stack]\nrepos = [\"pkgs\", \"nowhere\"]\n");
         assert_eq!((l, c), (2, 18), "{m}");
         assert!(m.contains("\"nowhere\" is not a directory"), "{m}");
+        // A dependency the stack does not list, but a repo has: the message says where.
+        let (_, l, c, m) = err("[stack]\nrepos = [\"pkgs\"]\n[[package]]\nname = \"shout\"\n");
+        assert_eq!((l, c), (3, 15), "{m}");
+        assert!(
+            m.ends_with(&format!(
+                "unknown package \"greeting\" (no [[package]] has that name; {} defines it: add [[package]] name = \"greeting\" to the stack)",
+                repos.join("pkgs/greeting.toml").display()
+            )),
+            "{m}"
+        );
         // An extends that is not a name.
         let (_, l, _, m) =
             err("[stack]\nrepos = [\"pkgs\"]\n[[package]]\nname = \"x\"\nextends = \"../pkgs/greeting\"\n");

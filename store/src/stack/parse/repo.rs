@@ -91,6 +91,14 @@ impl Repos {
             .join(", ")
     }
 
+    /// The package file the first repo holding `name` has for it, if `name` is a valid name.
+    pub fn file_of(&self, name: &str) -> Result<Option<PathBuf>, StackError> {
+        if check_name(name).is_err() {
+            return Ok(None);
+        }
+        Ok(self.find(name)?.first)
+    }
+
     /// `NAME.toml` in each repo, first one first. `name` has passed `check_name`, so it is a
     /// single path component.
     fn find(&self, name: &str) -> Result<Found, StackError> {
