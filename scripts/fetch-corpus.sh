@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the test/benchmark corpus into $CACHE_DIR/corpus (default .cache/corpus).
 #
-#   scripts/fetch-corpus.sh [cpython] [numpy] [debsrc] [templ]     (no argument = all parts)
+#   scripts/fetch-corpus.sh [cpython] [numpy] [debsrc] [templ] [sci]   (no argument = all but sci)
 #
 # Every download is pinned by version and SHA-256 in scripts/corpus.lock (override the file
 # with HDIST_CORPUS_LOCK). Each run checks every cached download and every extracted tree
@@ -24,6 +24,10 @@
 #            corpus/templ/ with a MANIFEST like debsrc's: Debian upstream tarballs (a file
 #            named *.orig.tar.*, fetched as in debsrc) and PyPI files (an sdist or a wheel,
 #            pip download NAME==VERSION, hash-checked).
+#   sci      the sources of the scientific stack (scripts/stacks/sci.toml, about 70 MB):
+#            Debian upstream tarballs (files named *.orig.tar.*, fetched as debsrc's are) and
+#            PyPI sdists and wheels (the other files), in corpus/sci/ with a MANIFEST as debsrc's.
+#            Only on request: CI (scripts/test.sh) does not fetch it.
 #
 # HDIST_FRESH_CORPUS=1 empties the corpus and download caches first (the fresh-machine path).
 # Downloads use only Debian's apt mirrors and PyPI. Safe to re-run and to run concurrently.
@@ -196,8 +200,8 @@ enable_debsrc() {
         log "debsrc: adding the deb-src entries apt needs for 'apt-get source': writing $target"
         printf '%s\n' "$config" | as_root tee "$target" >/dev/null
     fi
-    # grep reads all of apt-cache's output: with grep -q, a source package listed more than
-    # once (cjson) gets apt-cache killed by SIGPIPE, which pipefail takes for "not found".
+    # grep reads all of the output (not -q): an early exit would fail apt-cache with SIGPIPE,
+    # and pipefail would report a long listing (zlib's) as missing.
     if ! apt-cache showsrc "$probe" 2>/dev/null | grep '^Package:' >/dev/null; then
         HDIST_APT_UPDATED=0
         apt_update_once
@@ -253,29 +257,7 @@ fetch_debsrc_file() {
     fail_file "$file"
 }
 
-fetch_debsrc() {
-    local dest="$CORPUS/debsrc" tmp name version file sha size lines manifest=""
-    lines="$(lock_lines debsrc)"
-    [[ -n "$lines" ]] || die "debsrc: no debsrc lines in $LOCK_FILE"
-    if part_ok debsrc "$dest"; then
-        log "debsrc: cached and verified ($dest)"
-        return 0
-    fi
-    enable_debsrc "$(head -n1 <<<"$lines" | cut -d' ' -f1)"
-    new_tmp tmp
-    mkdir "$tmp/debsrc"
-    while read -r name version file sha size; do
-        if ! (fetch_debsrc_file "$name" "$version" "$file" "$sha" "$size"); then
-            drop_part debsrc "$dest"
-            die "debsrc: $file could not be fetched (see above); the debsrc corpus was removed, not left half"
-        fi
-        cp "$DOWNLOADS/debsrc/$file" "$tmp/debsrc/$file"
-        manifest+="$file $sha $size"$'\n'
-    done <<<"$lines"
-    printf '%s' "$manifest" >"$tmp/debsrc/MANIFEST"
-    install_part debsrc "$tmp/debsrc" "$dest" "from $LOCK_FILE"
-    log "debsrc: $(wc -l <<<"${manifest%$'\n'}") tarballs in $dest"
-}
+fetch_debsrc() { fetch_listed_part debsrc; }
 
 # ------------------------------------------------------------------- cpython
 
@@ -409,18 +391,26 @@ find_pip() {
     fi
 }
 
-# fetch_wheel NAME VERSION FILE SHA SIZE : into $DOWNLOADS/wheel/FILE, verified.
-fetch_wheel() {
-    local name="$1" version="$2" file="$3" sha="$4" size="$5" dest="$DOWNLOADS/wheel/$3" tmp
+# pypi_path FILE : where a PyPI download is cached: wheels in wheel/, source distributions in sdist/
+pypi_path() {
+    if [[ "$1" == *.whl ]]; then echo "$DOWNLOADS/wheel/$1"; else echo "$DOWNLOADS/sdist/$1"; fi
+}
+
+# fetch_pypi NAME VERSION FILE SHA SIZE : a PyPI file (a CPython 3.11 manylinux x86_64 or pure
+# wheel, or a source distribution) into its pypi_path, verified.
+fetch_pypi() {
+    local name="$1" version="$2" file="$3" sha="$4" size="$5" tmp dest kind=(--only-binary=:all:
+        --python-version 3.11 --implementation cp --abi cp311 --platform manylinux2014_x86_64)
+    dest="$(pypi_path "$file")"
+    [[ "$file" == *.whl ]] || kind=(--no-binary=:all:)
     verified "$dest" "$sha" && return 0
     find_pip
     new_tmp tmp
     printf '%s==%s --hash=sha256:%s\n' "$name" "$version" "$sha" >"$tmp/requirements.txt"
-    log "numpy: fetching $file ($(size_h "$size")) with pip download $name==$version"
+    log "pypi: fetching $file ($(size_h "$size")) with pip download $name==$version"
     ATTEMPTS=()
     if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "${PIP[@]}" download -q --no-deps --require-hashes \
-        --only-binary=:all: --python-version 3.11 --implementation cp --abi cp311 \
-        --platform manylinux2014_x86_64 -r "$tmp/requirements.txt" -d "$tmp/dl" </dev/null >"$tmp/pip.out" 2>&1; then
+        "${kind[@]}" -r "$tmp/requirements.txt" -d "$tmp/dl" </dev/null >"$tmp/pip.out" 2>&1; then
         attempt_failed "pip download $name==$version (PyPI)" "$tmp/pip.out"
         fail_file "$file"
     fi
@@ -428,7 +418,7 @@ fetch_wheel() {
         ATTEMPTS+=("pip download $name==$version: no $file with the recorded hash")
         fail_file "$file"
     }
-    mkdir -p "$DOWNLOADS/wheel"
+    mkdir -p "$(dirname "$dest")"
     mv "$tmp/dl/$file" "$dest"
 }
 
@@ -441,7 +431,7 @@ fetch_numpy() {
             log "numpy $version: cached and verified"
             continue
         fi
-        if ! (fetch_wheel "$name" "$version" "$file" "$sha" "$size"); then
+        if ! (fetch_pypi "$name" "$version" "$file" "$sha" "$size"); then
             drop_part "numpy-$version" "$dest"
             ok=0
             continue
@@ -455,67 +445,43 @@ fetch_numpy() {
     [[ $ok == 1 ]] || die "numpy: some wheels could not be fetched (see above)"
 }
 
-# --------------------------------------------------------------------- templ
+# ------------------------------------------------------- debsrc and sci parts
 
-# fetch_pypi_file NAME VERSION FILE SHA SIZE : an sdist or a wheel into $DOWNLOADS/pypi/FILE.
-fetch_pypi_file() {
-    local name="$1" version="$2" file="$3" sha="$4" size="$5" dest="$DOWNLOADS/pypi/$3" tmp kind
-    verified "$dest" "$sha" && return 0
-    find_pip
-    new_tmp tmp
-    printf '%s==%s --hash=sha256:%s\n' "$name" "$version" "$sha" >"$tmp/requirements.txt"
-    case "$file" in
-    *.whl) kind=--only-binary=:all: ;;
-    *) kind=--no-binary=:all: ;;
-    esac
-    log "templ: fetching $file ($(size_h "$size")) with pip download $name==$version"
-    ATTEMPTS=()
-    if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "${PIP[@]}" download -q --no-deps \
-        --require-hashes "$kind" -r "$tmp/requirements.txt" -d "$tmp/dl" </dev/null >"$tmp/pip.out" 2>&1; then
-        attempt_failed "pip download $name==$version (PyPI)" "$tmp/pip.out"
-        fail_file "$file"
-    fi
-    verified "$tmp/dl/$file" "$sha" || {
-        ATTEMPTS+=("pip download $name==$version: no $file with the recorded hash")
-        fail_file "$file"
-    }
-    mkdir -p "$DOWNLOADS/pypi"
-    mv "$tmp/dl/$file" "$dest"
-}
-
-fetch_templ() {
-    local dest="$CORPUS/templ" tmp name version file sha size lines manifest="" from
-    lines="$(lock_lines templ)"
-    [[ -n "$lines" ]] || die "templ: no templ lines in $LOCK_FILE"
-    if part_ok templ "$dest"; then
-        log "templ: cached and verified ($dest)"
+# fetch_listed_part PART : every file the lock file lists for PART, flat in corpus/PART/ with a
+# MANIFEST. A file named *.orig.tar.* is the upstream tarball of the Debian source package the
+# line names; any other file is from the PyPI project the line names.
+fetch_listed_part() {
+    local part="$1" dest="$CORPUS/$1" tmp name version file sha size lines manifest="" fetcher from
+    lines="$(lock_lines "$part")"
+    [[ -n "$lines" ]] || die "$part: no $part lines in $LOCK_FILE"
+    # The lock file may list other files than were fetched (a line added or changed).
+    if part_ok "$part" "$dest" && [[ "$(cat "$dest/MANIFEST")" == "$(cut -d' ' -f3- <<<"$lines")" ]]; then
+        log "$part: cached and verified ($dest)"
         return 0
     fi
+    enable_debsrc "$(awk '$3 ~ /\.orig\.tar\./ { print $1; exit }' <<<"$lines")"
     new_tmp tmp
-    mkdir "$tmp/templ"
+    mkdir "$tmp/$part"
     while read -r name version file sha size; do
         case "$file" in
-        *.orig.tar.*)
-            enable_debsrc "$name"
-            from="$DOWNLOADS/debsrc/$file"
-            (fetch_debsrc_file "$name" "$version" "$file" "$sha" "$size") || from=""
-            ;;
-        *)
-            from="$DOWNLOADS/pypi/$file"
-            (fetch_pypi_file "$name" "$version" "$file" "$sha" "$size") || from=""
-            ;;
+        *.orig.tar.*) fetcher=fetch_debsrc_file from="$DOWNLOADS/debsrc/$file" ;;
+        *) fetcher=fetch_pypi from="$(pypi_path "$file")" ;;
         esac
-        if [[ -z "$from" ]]; then
-            drop_part templ "$dest"
-            die "templ: $file could not be fetched (see above); the templ corpus was removed, not left half"
+        if ! ("$fetcher" "$name" "$version" "$file" "$sha" "$size"); then
+            drop_part "$part" "$dest"
+            die "$part: $file could not be fetched (see above); the $part corpus was removed, not left half"
         fi
-        cp "$from" "$tmp/templ/$file"
+        cp "$from" "$tmp/$part/$file"
         manifest+="$file $sha $size"$'\n'
     done <<<"$lines"
-    printf '%s' "$manifest" >"$tmp/templ/MANIFEST"
-    install_part templ "$tmp/templ" "$dest" "from $LOCK_FILE"
-    log "templ: $(wc -l <<<"${manifest%$'\n'}") files in $dest"
+    printf '%s' "$manifest" >"$tmp/$part/MANIFEST"
+    install_part "$part" "$tmp/$part" "$dest" "from $LOCK_FILE"
+    log "$part: $(wc -l <<<"${manifest%$'\n'}") files in $dest"
 }
+
+fetch_sci() { fetch_listed_part sci; }
+
+fetch_templ() { fetch_listed_part templ; }
 
 # ---------------------------------------------------------------------- main
 
@@ -523,12 +489,12 @@ main() {
     local parts=() p
     for p in "$@"; do
         case "$p" in
-        cpython | numpy | debsrc | templ) parts+=("$p") ;;
+        cpython | numpy | debsrc | templ | sci) parts+=("$p") ;;
         -h | --help)
             usage
             exit 0
             ;;
-        *) die "unknown part '$p' (expected: cpython numpy debsrc templ)" ;;
+        *) die "unknown part '$p' (expected: cpython numpy debsrc templ sci)" ;;
         esac
     done
     [[ ${#parts[@]} -gt 0 ]] || parts=(cpython numpy debsrc templ)
