@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use super::{BlobError, BlobService};
 use crate::hash::Digest;
+use crate::IoContext;
 
 /// What a missing object's error names as the store's location.
 const LOCATION: &str = "<memory>";
@@ -84,9 +85,9 @@ impl BlobService for MemoryBlobService {
 
     fn open(&self, digest: &Digest) -> Result<File, BlobError> {
         let bytes = self.get(digest)?;
-        let mut file = tempfile::tempfile().map_err(BlobError::io("create temp file", "$TMPDIR"))?;
+        let mut file = tempfile::tempfile().io_context("create temp file", "$TMPDIR")?;
         replace_content(&mut file, &bytes)?;
-        file.rewind().map_err(BlobError::io("seek", "$TMPDIR"))?;
+        file.rewind().io_context("seek", "$TMPDIR")?;
         Ok(file)
     }
 
@@ -107,8 +108,8 @@ impl BlobService for MemoryBlobService {
 /// Replaces the content of `out` with `bytes`; returns their length.
 fn replace_content(out: &mut File, bytes: &[u8]) -> Result<u64, BlobError> {
     let path = || PathBuf::from(LOCATION);
-    out.set_len(0).map_err(BlobError::io("truncate", path()))?;
-    out.rewind().map_err(BlobError::io("seek", path()))?;
-    out.write_all(bytes).map_err(BlobError::io("write", path()))?;
+    out.set_len(0).io_context("truncate", path())?;
+    out.rewind().io_context("seek", path())?;
+    out.write_all(bytes).io_context("write", path())?;
     Ok(bytes.len() as u64)
 }

@@ -30,6 +30,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::hash::Digest;
+use crate::{IoContext, IoError};
 
 /// How an object's bytes sit on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,21 +69,11 @@ pub enum BlobError {
     #[error("fetch from the remote store: {0}")]
     Remote(#[source] Box<crate::remote::RemoteError>),
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl BlobError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| BlobError::Io { action, path, source }
-    }
-
     /// Whether this error means "absent" rather than "broken".
     pub fn is_not_found(&self) -> bool {
         matches!(self, BlobError::NotFound { .. })
@@ -119,7 +110,7 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
     fn open_copy(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
         let file = self.open(digest)?;
         let name = PathBuf::from(digest.to_hex());
-        VerifiedCopy::new(file, *digest, name.clone()).map_err(BlobError::io("stat", name))
+        Ok(VerifiedCopy::new(file, *digest, name.clone()).io_context("stat", name)?)
     }
 
     /// Writes the verified raw content into `out` (emptied first) and returns its length.
@@ -128,9 +119,9 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
     fn copy_to(&self, digest: &Digest, out: &mut File) -> Result<u64, BlobError> {
         let mut file = self.open(digest)?;
         let path = || PathBuf::from(digest.to_hex());
-        out.set_len(0).map_err(BlobError::io("truncate", path()))?;
-        io::Seek::rewind(out).map_err(BlobError::io("seek", path()))?;
-        io::copy(&mut file, out).map_err(BlobError::io("copy", path()))
+        out.set_len(0).io_context("truncate", path())?;
+        io::Seek::rewind(out).io_context("seek", path())?;
+        Ok(io::copy(&mut file, out).io_context("copy", path())?)
     }
 
     /// Whether a reader of this object should use [`BlobService::read_at`] instead of
@@ -152,7 +143,7 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(BlobError::io("read", PathBuf::from(digest.to_hex()))(e)),
+                Err(e) => return Err(IoError::new("read", PathBuf::from(digest.to_hex()), e).into()),
             }
         }
         Ok(filled)

@@ -48,7 +48,6 @@ pub use unpack::{
 };
 
 use std::error::Error as StdError;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::blob::BlobError;
@@ -56,6 +55,7 @@ use crate::hash::HashError;
 use crate::http::HttpError;
 use crate::index::IndexError;
 use crate::tree::TreeError;
+use crate::IoError;
 use crate::Store;
 
 /// Errors of the source cache.
@@ -190,20 +190,8 @@ pub enum SourceError {
     #[error(transparent)]
     Store(Box<crate::store::StoreError>),
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl SourceError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| SourceError::Io { action, path, source }
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Gets the source `request` describes into the cache and returns its key.
@@ -228,7 +216,7 @@ pub fn remove_source(store: &Store, key: &SourceKey) -> Result<(), SourceError> 
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SourceError::io("remove", path)(e)),
+        Err(e) => Err(IoError::new("remove", path, e).into()),
     }
 }
 

@@ -57,8 +57,6 @@ mod run;
 pub mod templates;
 
 use std::collections::BTreeMap;
-use std::io;
-use std::path::PathBuf;
 
 use crate::build::{BuildError, BuildSpec};
 use crate::profile::LinkRule;
@@ -75,12 +73,8 @@ pub use run::{
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
     /// The stack file cannot be read.
-    #[error("cannot read stack file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] crate::IoError),
     /// The stack file is wrong at `line:column` (1-based; the column counts characters).
     #[error("{file}:{line}:{column}: {message}")]
     Invalid {

@@ -18,6 +18,7 @@ use crate::artifact::check_name;
 use crate::build::{self, job, BuildError};
 use crate::profile::{LinkRule, RuleAction};
 use crate::source::{Origin, SourceKey};
+use crate::IoContext;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,10 +97,7 @@ struct RawRule {
 /// # Errors
 /// [`StackError::Read`], or [`StackError::Invalid`] with the position of the problem.
 pub fn read(path: &Path) -> Result<Stack, StackError> {
-    let text = std::fs::read_to_string(path).map_err(|source| StackError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).io_context("read stack file", path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&path.display().to_string(), &text, base)
 }
