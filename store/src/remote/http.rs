@@ -350,7 +350,7 @@ impl HttpBlobService {
         let max = self.options.max_body.unwrap_or(u64::MAX);
         let mut decode = |url: &str, body: &mut BoundedBody<Response>| {
             out.reset()
-                .map_err(|e| Refusal::Local(IoError::new("truncate", "fetched object", e).into()))?;
+                .map_err(|e| Refusal::Local(BlobError::object_io("truncate the output for", digest)(e)))?;
             let mut hasher = DigestWriter::new();
             let decoded = decode_piecewise(body, max, &mut hasher, &mut *out);
             match decoded {
@@ -366,9 +366,7 @@ impl HttpBlobService {
                     }
                     Ok(len)
                 }
-                Err(Decode::Write(e)) => {
-                    Err(Refusal::Local(IoError::new("write", "fetched object", e).into()))
-                }
+                Err(Decode::Write(e)) => Err(Refusal::Local(BlobError::object_io("write", digest)(e))),
                 Err(Decode::Deadline(e)) => Err(Refusal::Transport(e)),
                 Err(Decode::Read(e)) if body.failed() => Err(Refusal::Transport(e)),
                 Err(Decode::Read(source)) => {
@@ -396,7 +394,8 @@ impl HttpBlobService {
                 }
                 Err(e)
             }
-            Err(e) => Err(IoError::new("fetch", &path, io::Error::other(e)).into()),
+            // Any other remote failure (transport, status) keeps its own type as the source.
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -474,9 +473,11 @@ impl BlobService for HttpBlobService {
     }
 
     fn open(&self, digest: &Digest) -> Result<File, BlobError> {
-        let mut file = tempfile::tempfile().io_context("create temp file", "$TMPDIR")?;
+        let tmp_dir = std::env::temp_dir();
+        let mut file = tempfile::tempfile_in(&tmp_dir).io_context("create temp file in", &tmp_dir)?;
         self.fetch_into(digest, &mut file)?;
-        file.rewind().io_context("seek", "$TMPDIR")?;
+        file.rewind()
+            .map_err(BlobError::object_io("rewind the fetched copy of", digest))?;
         Ok(file)
     }
 
