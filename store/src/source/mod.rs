@@ -47,7 +47,7 @@ pub use unpack::{
     MAX_UNPACKED_ENTRIES, UNPACKED_BYTES_FLOOR, UNPACK_ENTRIES_VAR, UNPACK_LIMIT_VAR,
 };
 
-use std::error::Error as StdError;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::blob::BlobError;
@@ -57,6 +57,17 @@ use crate::index::IndexError;
 use crate::tree::TreeError;
 use crate::IoError;
 use crate::Store;
+
+/// Why an archive does not decode: its reader failed, or the zip layer refused it.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveFault {
+    /// Reading or decompressing the archive stream failed.
+    #[error(transparent)]
+    Read(#[from] io::Error),
+    /// The zip directory or a zip member is malformed.
+    #[error(transparent)]
+    Zip(#[from] zip::result::ZipError),
+}
 
 /// Errors of the source cache.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +169,7 @@ pub enum SourceError {
     ArchiveRead {
         key: SourceKey,
         #[source]
-        source: Box<dyn StdError + Send + Sync>,
+        source: ArchiveFault,
     },
     /// The key is not in the cache.
     #[error("source {key} is not in the cache; fetch it first (hdist fetch URL {key})")]
