@@ -28,7 +28,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use fuser::{BackgroundSession, Config, Errno, INodeNo, MountOption, Notifier, Session, SessionACL};
-use hdist_store::StoreError;
+use hdist_store::{IoContext, IoError, StoreError};
 
 /// Errors of the filesystem layer.
 #[derive(Debug, thiserror::Error)]
@@ -52,13 +52,8 @@ pub enum FsError {
     #[error("cannot unmount {path}: {reason}; `hdist mounts` lists the hdist mounts")]
     NotAnHdistMount { path: PathBuf, reason: String },
     /// The kernel refused the mount or unmount.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// The single place where errors become errnos.
@@ -70,7 +65,7 @@ pub(crate) fn errno(error: &FsError) -> Errno {
             log::error!("store error: {e}");
             Errno::EIO
         }
-        FsError::BadMountpoint { .. } | FsError::NotAnHdistMount { .. } | FsError::Io { .. } => Errno::EIO,
+        FsError::BadMountpoint { .. } | FsError::NotAnHdistMount { .. } | FsError::Io(_) => Errno::EIO,
     }
 }
 
@@ -141,18 +136,10 @@ pub fn mount(view: View, mountpoint: &Path, options: &MountOptions) -> Result<Mo
     }
     config.n_threads = Some(options.threads.max(1));
     config.clone_fd = true;
-    let session = Session::new(fs, mountpoint, &config).map_err(|source| FsError::Io {
-        action: "mount on",
-        path: mountpoint.to_path_buf(),
-        source,
-    })?;
+    let session = Session::new(fs, mountpoint, &config).io_context("mount on", mountpoint)?;
     spawn_profile_follower(Arc::downgrade(&view), session.notifier());
     drop(view);
-    let session = session.spawn().map_err(|source| FsError::Io {
-        action: "start serving",
-        path: mountpoint.to_path_buf(),
-        source,
-    })?;
+    let session = session.spawn().io_context("start serving", mountpoint)?;
     mounts::register(mountpoint, &options.fsname, &options.store);
     Ok(Mounted {
         session,
@@ -205,21 +192,13 @@ impl Mounted {
         let path = self.mountpoint.clone();
         let result = self.session.join();
         mounts::unregister(&path);
-        result.map_err(|source| FsError::Io {
-            action: "serve",
-            path,
-            source,
-        })
+        Ok(result.io_context("serve", path)?)
     }
 
     /// Unmounts and waits for the workers to stop.
     pub fn unmount(self) -> Result<(), FsError> {
         let path = self.mountpoint.clone();
         mounts::unregister(&path);
-        self.session.umount_and_join().map_err(|source| FsError::Io {
-            action: "unmount",
-            path,
-            source,
-        })
+        Ok(self.session.umount_and_join().io_context("unmount", path)?)
     }
 }

@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hdist_store::Digest;
+use hdist_store::{Digest, IoError};
 
 use crate::FsError;
 
@@ -252,11 +252,7 @@ fn read_registration(mountpoint: &Path) -> Option<Registration> {
 /// Unmounts `path`, including a dead mount whose daemon was killed. As root this is
 /// umount(2) (lazily if busy); otherwise fusermount3.
 pub fn unmount(path: &Path) -> Result<(), FsError> {
-    let err = |source| FsError::Io {
-        action: "unmount",
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| FsError::from(IoError::new("unmount", path.to_path_buf(), source));
     let not_ours = |reason: String| FsError::NotAnHdistMount {
         path: path.to_path_buf(),
         reason,
@@ -280,11 +276,7 @@ pub fn unmount(path: &Path) -> Result<(), FsError> {
 }
 
 fn unmount_hdist(path: &Path) -> Result<(), FsError> {
-    let err = |source| FsError::Io {
-        action: "unmount",
-        path: path.to_path_buf(),
-        source,
-    };
+    let err = |source| FsError::from(IoError::new("unmount", path.to_path_buf(), source));
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())

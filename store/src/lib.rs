@@ -16,6 +16,7 @@ pub mod glob;
 pub mod hash;
 pub mod http;
 pub mod index;
+pub mod io_error;
 pub mod modes;
 pub mod profile;
 pub mod remote;
@@ -31,6 +32,7 @@ pub mod verify;
 
 pub use artifact::{ArtifactId, ArtifactRecord};
 pub use hash::Digest;
+pub use io_error::{IoContext, IoError};
 pub use store::{Store, StoreError};
 
 /// An error with its causes joined by `": "`, skipping a cause whose text is already shown (a

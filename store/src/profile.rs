@@ -30,6 +30,7 @@ use crate::hash::{hash_document, Digest, ShortDigest};
 use crate::store::{Store, StoreError};
 use crate::suggest::DidYouMean;
 use crate::tree::{set_mtime, Entry, Mtime, Node, Tree};
+use crate::{IoContext, IoError};
 
 /// What a profile rule does with the paths it selects (Hashdist's links DSL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,18 +182,17 @@ impl Store {
             .collect();
         self.index().record(&indexed, None)?;
         let dir = self.profile_dir(name);
-        crate::modes::create_dir_all(&dir, crate::modes::SHARED_DIR)
-            .map_err(StoreError::io("create directory", &dir))?;
+        crate::modes::create_dir_all(&dir, crate::modes::SHARED_DIR).io_context("create directory", &dir)?;
         let mut number = self.generations(name)?.last().map(|g| g.number).unwrap_or(0) + 1;
         // O_EXCL on the generation file: two concurrent creators get distinct numbers.
         loop {
             let path = dir.join(number.to_string());
             let tmp = self.scratch().fresh_path("generation");
             crate::modes::write_file(&tmp, format!("{}\n", outcome.digest).as_bytes())
-                .map_err(StoreError::io("write", &tmp))?;
+                .io_context("write", &tmp)?;
             fs::File::open(&tmp)
                 .and_then(|f| f.sync_all())
-                .map_err(StoreError::io("sync", &tmp))?;
+                .io_context("sync", &tmp)?;
             match fs::hard_link(&tmp, &path) {
                 Ok(()) => {
                     let _ = fs::remove_file(&tmp);
@@ -202,7 +202,7 @@ impl Store {
                     let _ = fs::remove_file(&tmp);
                     number += 1;
                 }
-                Err(e) => return Err(StoreError::io("create", &path)(e)),
+                Err(e) => return Err(IoError::new("create", &path, e).into()),
             }
         }
         crate::crashpoint::hit("profile.generation");
@@ -230,7 +230,7 @@ impl Store {
         let current = dir.join("current");
         self.scratch()
             .write_atomic(&current, format!("{number}\n").as_bytes())
-            .map_err(StoreError::io("write", &current))?;
+            .io_context("write", &current)?;
         crate::crashpoint::hit("profile.switched");
         Ok(())
     }
@@ -241,7 +241,7 @@ impl Store {
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::io("list", &dir)(e)),
+            Err(e) => return Err(IoError::new("list", &dir, e).into()),
         };
         let mut out = Vec::new();
         for entry in entries.flatten() {
@@ -263,7 +263,7 @@ impl Store {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io("read", &path)(e)),
+            Err(e) => return Err(IoError::new("read", &path, e).into()),
         };
         let document = Digest::from_hex(text.trim()).map_err(|_| StoreError::BadProfile {
             path,
@@ -282,7 +282,7 @@ impl Store {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::io("read", &path)(e)),
+            Err(e) => return Err(IoError::new("read", &path, e).into()),
         };
         let number: u64 = text.trim().parse().map_err(|_| StoreError::BadProfile {
             path: path.clone(),
@@ -315,10 +315,7 @@ impl Store {
     pub fn profile_names(&self) -> Result<Vec<String>, StoreError> {
         let dir = self.root().join("profiles");
         let mut names = Vec::new();
-        for entry in fs::read_dir(&dir)
-            .map_err(StoreError::io("list", &dir))?
-            .flatten()
-        {
+        for entry in fs::read_dir(&dir).io_context("list", &dir)?.flatten() {
             if entry.path().join("current").exists() {
                 if let Some(name) = entry.file_name().to_str() {
                     names.push(name.to_string());
@@ -521,20 +518,20 @@ impl Store {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent).map_err(StoreError::io("create directory", &parent))?;
+        fs::create_dir_all(&parent).io_context("create directory", &parent)?;
         let staging = tempfile::Builder::new()
             .prefix(".hdist-profile-")
             .tempdir_in(&parent)
-            .map_err(StoreError::io("create a temporary directory in", &parent))?;
+            .io_context("create a temporary directory in", &parent)?;
         let tree = staging.path().join("tree");
         let roots: Vec<Digest> = doc.artifacts.iter().map(|a| a.shown_root()).collect();
         self.export_union(&roots, &tree, mode)?;
-        set_mtime(&tree, Mtime::UNRECORDED).map_err(StoreError::io("set the mtime of", &tree))?;
+        set_mtime(&tree, Mtime::UNRECORDED).io_context("set the mtime of", &tree)?;
         if dest.exists() {
-            exchange(&tree, dest).map_err(StoreError::io("replace", dest))?;
+            exchange(&tree, dest).io_context("replace", dest)?;
             // `tree` now holds the previous export, removed with the staging directory.
         } else {
-            fs::rename(&tree, dest).map_err(StoreError::io("rename into place", dest))?;
+            fs::rename(&tree, dest).io_context("rename into place", dest)?;
         }
         Ok(())
     }
@@ -542,11 +539,11 @@ impl Store {
     fn export_union(&self, trees: &[Digest], dir: &Path, mode: LinkMode) -> Result<(), StoreError> {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::PermissionsExt;
-        fs::create_dir(dir).map_err(StoreError::io("create directory", dir))?;
+        fs::create_dir(dir).io_context("create directory", dir)?;
         let listing = crate::union::merge(self.blobs().as_ref(), trees)?;
         for (name, node, mtime) in listing {
             let path = dir.join(std::ffi::OsStr::from_bytes(&name));
-            let set_own_mtime = || set_mtime(&path, mtime).map_err(StoreError::io("set the mtime of", &path));
+            let set_own_mtime = || set_mtime(&path, mtime).io_context("set the mtime of", &path);
             match node {
                 crate::union::UnionNode::Directory(children) => {
                     self.export_union(&children, &path, mode)?;
@@ -554,7 +551,7 @@ impl Store {
                 }
                 crate::union::UnionNode::Symlink(target) => {
                     std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), &path)
-                        .map_err(StoreError::io("create symlink", &path))?;
+                        .io_context("create symlink", &path)?;
                     set_own_mtime()?;
                 }
                 crate::union::UnionNode::File {
@@ -564,26 +561,23 @@ impl Store {
                     // Links share the copy's inode, so each mtime needs a copy of its own.
                     let variant = format!("{}.{:09}", mtime.seconds(), mtime.nanos());
                     let source = self.blobs().linkfarm_copy(&digest, &variant)?;
-                    set_mtime(&source, mtime).map_err(StoreError::io("set the mtime of", &source))?;
+                    set_mtime(&source, mtime).io_context("set the mtime of", &source)?;
                     if executable {
                         // The shared copy carries the executable bit if any user of it needs it.
                         fs::set_permissions(&source, fs::Permissions::from_mode(0o555))
-                            .map_err(StoreError::io("chmod", &source))?;
+                            .io_context("chmod", &source)?;
                     }
                     match mode {
                         LinkMode::Symlink => {
-                            std::os::unix::fs::symlink(&source, &path)
-                                .map_err(StoreError::io("create symlink", &path))?;
+                            std::os::unix::fs::symlink(&source, &path).io_context("create symlink", &path)?;
                             set_own_mtime()?;
                         }
-                        LinkMode::Hardlink => fs::hard_link(&source, &path).map_err(StoreError::io(
-                            "hard-link (use --link copy across file systems)",
-                            &path,
-                        ))?,
+                        LinkMode::Hardlink => fs::hard_link(&source, &path)
+                            .io_context("hard-link (use --link copy across file systems)", &path)?,
                         LinkMode::Copy => {
-                            fs::copy(&source, &path).map_err(StoreError::io("copy", &path))?;
+                            fs::copy(&source, &path).io_context("copy", &path)?;
                             fs::set_permissions(&path, fs::Permissions::from_mode(wanted_mode))
-                                .map_err(StoreError::io("chmod", &path))?;
+                                .io_context("chmod", &path)?;
                             set_own_mtime()?;
                         }
                     }

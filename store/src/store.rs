@@ -46,6 +46,7 @@ use crate::modes;
 use crate::scratch::Scratch;
 use crate::suggest::DidYouMean;
 use crate::tree::{self, IngestedObject, Node, ObjectKind, Tree, TreeError};
+use crate::{IoContext, IoError};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -107,20 +108,8 @@ pub enum StoreError {
     #[error("repair: {0}")]
     Repair(#[source] crate::source::SourceError),
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl StoreError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| StoreError::Io { action, path, source }
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// The outcome of [`Store::add_tree`].
@@ -178,19 +167,16 @@ impl Store {
     }
 
     fn open_with(root: &Path, move_damaged_index: bool) -> Result<(Store, Option<PathBuf>), StoreError> {
-        modes::create_dir_all(root, modes::SHARED_DIR)
-            .map_err(StoreError::io("create store directory", root))?;
+        modes::create_dir_all(root, modes::SHARED_DIR).io_context("create store directory", root)?;
         let tmp = root.join("tmp");
-        let scratch =
-            Arc::new(Scratch::create(&tmp).map_err(StoreError::io("create scratch space in", &tmp))?);
+        let scratch = Arc::new(Scratch::create(&tmp).io_context("create scratch space in", &tmp)?);
         // Held until the index is open: see "Concurrency of creation" in the module docs.
         let init_path = root.join("init.lock");
-        let init_lock = modes::open_lock(&init_path).map_err(StoreError::io("open", &init_path))?;
-        init_lock.lock().map_err(StoreError::io("lock", &init_path))?;
+        let init_lock = modes::open_lock(&init_path).io_context("open", &init_path)?;
+        init_lock.lock().io_context("lock", &init_path)?;
         for sub in ["artifacts", "profiles"] {
             let dir = root.join(sub);
-            modes::create_dir_all(&dir, modes::SHARED_DIR)
-                .map_err(StoreError::io("create directory", &dir))?;
+            modes::create_dir_all(&dir, modes::SHARED_DIR).io_context("create directory", &dir)?;
         }
         let blobs = Arc::new(LocalBlobService::open(root, scratch.clone())?);
         let index_path = root.join("index.sqlite");
@@ -233,13 +219,13 @@ impl Store {
 
     fn gc_lock(&self, exclusive: bool) -> Result<fs::File, StoreError> {
         let path = self.root.join("gc.lock");
-        let file = modes::open_lock(&path).map_err(StoreError::io("open", &path))?;
+        let file = modes::open_lock(&path).io_context("open", &path)?;
         let locked = if exclusive {
             file.lock()
         } else {
             file.lock_shared()
         };
-        locked.map_err(StoreError::io("lock", &path))?;
+        locked.io_context("lock", &path)?;
         Ok(file)
     }
 
@@ -266,13 +252,13 @@ impl Store {
     pub fn scan_artifact_documents(&self) -> Result<Vec<ScannedDocument>, StoreError> {
         let artifacts_dir = self.root.join("artifacts");
         let mut out = Vec::new();
-        for name_dir in fs::read_dir(&artifacts_dir).map_err(StoreError::io("list", &artifacts_dir))? {
-            let name_dir = name_dir.map_err(StoreError::io("list", &artifacts_dir))?.path();
+        for name_dir in fs::read_dir(&artifacts_dir).io_context("list", &artifacts_dir)? {
+            let name_dir = name_dir.io_context("list", &artifacts_dir)?.path();
             if !name_dir.is_dir() {
                 continue;
             }
-            for doc in fs::read_dir(&name_dir).map_err(StoreError::io("list", &name_dir))? {
-                let path = doc.map_err(StoreError::io("list", &name_dir))?.path();
+            for doc in fs::read_dir(&name_dir).io_context("list", &name_dir)? {
+                let path = doc.io_context("list", &name_dir)?.path();
                 if path.extension().is_none_or(|e| e != "json") {
                     continue;
                 }
@@ -375,9 +361,10 @@ impl Store {
         let path = self.document_path(&record.id);
         let mut bytes = serde_json::to_vec_pretty(record).expect("records serialise");
         bytes.push(b'\n');
-        self.scratch
+        Ok(self
+            .scratch
             .write_atomic(&path, &bytes)
-            .map_err(StoreError::io("write artifact document", &path))
+            .io_context("write artifact document", &path)?)
     }
 
     fn pin_path(&self, id: &ArtifactId) -> PathBuf {
@@ -387,9 +374,10 @@ impl Store {
     /// Pins an artifact: GC keeps it (and what it imported) even if no profile uses it.
     pub fn pin(&self, id: &ArtifactId) -> Result<(), StoreError> {
         let path = self.pin_path(id);
-        self.scratch
+        Ok(self
+            .scratch
             .write_atomic(&path, format!("{id}\n").as_bytes())
-            .map_err(StoreError::io("write pin", &path))
+            .io_context("write pin", &path)?)
     }
 
     /// Removes a pin (absent pins are fine).
@@ -398,7 +386,7 @@ impl Store {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io("remove pin", path)(e)),
+            Err(e) => Err(IoError::new("remove pin", path, e).into()),
         }
     }
 
@@ -485,7 +473,7 @@ impl Store {
         let path = self.document_path(id);
         match read_document_file(&path) {
             Ok(record) => Ok(Some(record)),
-            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -583,7 +571,7 @@ impl Store {
         match self.node_at(record, path)? {
             Node::File { digest, .. } => {
                 let mut file = self.blobs.open(&digest)?;
-                io::copy(&mut file, out).map_err(StoreError::io("write", "standard output"))?;
+                io::copy(&mut file, out).io_context("write", "standard output")?;
                 Ok(())
             }
             Node::Directory { .. } => Err(not_a_file("directory")),
@@ -627,7 +615,7 @@ impl Store {
         let staging = tempfile::Builder::new()
             .prefix(".hdist-export-")
             .tempdir_in(&parent)
-            .map_err(StoreError::io("create a temporary directory in", &parent))?;
+            .io_context("create a temporary directory in", &parent)?;
         let inner = staging.path().join("tree");
         tree::export_tree_with_progress(
             self.blobs.as_ref(),
@@ -637,9 +625,9 @@ impl Store {
             progress,
         )?;
         if dest.exists() {
-            fs::remove_dir(dest).map_err(StoreError::io("replace empty directory", dest))?;
+            fs::remove_dir(dest).io_context("replace empty directory", dest)?;
         }
-        fs::rename(&inner, dest).map_err(StoreError::io("rename into place", dest))?;
+        fs::rename(&inner, dest).io_context("rename into place", dest)?;
         Ok(())
     }
 
@@ -712,7 +700,7 @@ impl Store {
 
 /// Reads and checks one artifact document: it must parse and describe the id its path names.
 fn read_document_file(path: &Path) -> Result<ArtifactRecord, StoreError> {
-    let bytes = fs::read(path).map_err(StoreError::io("read", path))?;
+    let bytes = fs::read(path).io_context("read", path)?;
     let record: ArtifactRecord =
         serde_json::from_slice(&bytes).map_err(|source| StoreError::BadDocument {
             path: path.to_path_buf(),
@@ -737,7 +725,7 @@ pub(crate) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::io("remove", path)(e)),
+        Err(e) => Err(IoError::new("remove", path, e).into()),
     }
 }
 

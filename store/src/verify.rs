@@ -38,6 +38,7 @@ use crate::hash::Digest;
 use crate::source::SourceKey;
 use crate::store::{Store, StoreError};
 use crate::tree::{Node, Tree};
+use crate::IoContext;
 
 /// One step of verification.
 #[derive(Debug)]
@@ -444,7 +445,7 @@ fn check_artifacts(v: &mut Verification<'_>) -> Result<(), StoreError> {
 fn check_profiles(v: &mut Verification<'_>) -> Result<(), StoreError> {
     let dir = v.store.root().join("profiles");
     let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(StoreError::io("list", &dir))?
+        .io_context("list", &dir)?
         .flatten()
         .filter(|e| e.path().is_dir())
         .filter_map(|e| e.file_name().to_str().map(str::to_string))

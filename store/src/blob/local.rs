@@ -33,6 +33,7 @@ use super::{fanout, BlobError, BlobService, Codec};
 use crate::hash::{Digest, DigestWriter};
 use crate::modes;
 use crate::scratch::{syncfs, Scratch};
+use crate::{IoContext, IoError};
 
 /// Files up to this size are hashed and compressed in memory in one go.
 const IN_MEMORY_LIMIT: u64 = 64 << 20;
@@ -89,12 +90,12 @@ impl LocalBlobService {
         let objects = root.join("objects");
         let cache = root.join("cache").join("blobs");
         for dir in [&objects, &cache] {
-            modes::create_dir_all(dir, modes::SHARED_DIR).map_err(BlobError::io("create directory", dir))?;
+            modes::create_dir_all(dir, modes::SHARED_DIR).io_context("create directory", dir)?;
         }
         // All 256 fan-out directories exist from the start, so adding an object never has to
         // create one (a mkdir per object was a third of an ingest's system time).
         if !objects.join("ff").is_dir() {
-            fanout::create_all(&objects).map_err(BlobError::io("create directory", &objects))?;
+            fanout::create_all(&objects).io_context("create directory", &objects)?;
         }
         Ok(LocalBlobService {
             objects,
@@ -140,7 +141,7 @@ impl LocalBlobService {
                     }))
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(BlobError::io("stat", path)(e)),
+                Err(e) => return Err(IoError::new("stat", path, e).into()),
             }
         }
         Ok(None)
@@ -156,9 +157,9 @@ impl LocalBlobService {
     /// Every object file under `objects/` (names that are not object names are skipped).
     pub fn list(&self) -> Result<Vec<StoredObject>, BlobError> {
         let mut out = Vec::new();
-        let fanouts = fs::read_dir(&self.objects).map_err(BlobError::io("list", &self.objects))?;
+        let fanouts = fs::read_dir(&self.objects).io_context("list", &self.objects)?;
         for fanout in fanouts {
-            let fanout = fanout.map_err(BlobError::io("list", &self.objects))?.path();
+            let fanout = fanout.io_context("list", &self.objects)?.path();
             let Ok(entries) = fs::read_dir(&fanout) else {
                 continue;
             };
@@ -186,7 +187,7 @@ impl LocalBlobService {
 
     /// Re-hashes one stored object.
     pub fn verify(&self, object: &StoredObject) -> Result<u64, BlobError> {
-        let file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
+        let file = File::open(&object.path).io_context("open", &object.path)?;
         let mut hasher = DigestWriter::new();
         let size = decode_into(object, file, &mut hasher)?;
         check(object, hasher.finish())?;
@@ -199,8 +200,8 @@ impl LocalBlobService {
             Codec::Raw => Ok(object.stored_size),
             Codec::Zstd => {
                 let mut header = [0u8; 18];
-                let mut file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
-                let n = read_up_to(&mut file, &mut header).map_err(BlobError::io("read", &object.path))?;
+                let mut file = File::open(&object.path).io_context("open", &object.path)?;
+                let n = read_up_to(&mut file, &mut header).io_context("read", &object.path)?;
                 match zstd::zstd_safe::get_frame_content_size(&header[..n]) {
                     Ok(Some(size)) => Ok(size),
                     _ => Err(BlobError::Undecodable {
@@ -249,7 +250,7 @@ impl LocalBlobService {
     fn make_linkfarm_copy(&self, object: &StoredObject, dest: &Path) -> Result<(), BlobError> {
         self.materialize(object, dest)?;
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(dest, fs::Permissions::from_mode(0o444)).map_err(BlobError::io("chmod", dest))
+        Ok(fs::set_permissions(dest, fs::Permissions::from_mode(0o444)).io_context("chmod", dest)?)
     }
 
     /// Re-hashes every decompressed copy (`cache/blobs/`) and linkfarm copy. With `repair`, a
@@ -330,7 +331,7 @@ impl LocalBlobService {
         let size = self.materialize(object, &dest)?;
         // Opened before eviction runs: even if the new copy is evicted at once, this handle
         // keeps reading it.
-        let copy = File::open(&dest).map_err(BlobError::io("open", &dest))?;
+        let copy = File::open(&dest).io_context("open", &dest)?;
         let total = self.cache_counter().fetch_add(size, Ordering::Relaxed) + size;
         if total > self.cache_limit {
             self.evict_cache();
@@ -341,8 +342,8 @@ impl LocalBlobService {
     /// Writes the verified raw content of `object` to `dest` (scratch file, then rename).
     fn materialize(&self, object: &StoredObject, dest: &Path) -> Result<u64, BlobError> {
         let tmp = self.scratch.fresh_path("cache");
-        let source = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
-        let mut out = modes::create_file(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let source = File::open(&object.path).io_context("open", &object.path)?;
+        let mut out = modes::create_file(&tmp).io_context("create", &tmp)?;
         let mut tee = HashingWriter {
             inner: &mut out,
             hasher: DigestWriter::new(),
@@ -356,10 +357,9 @@ impl LocalBlobService {
         let size = decoded.map_err(cleanup)?;
         check(object, actual).map_err(cleanup)?;
         if let Some(parent) = dest.parent() {
-            modes::create_dir_all(parent, modes::SHARED_DIR)
-                .map_err(BlobError::io("create directory", parent))?;
+            modes::create_dir_all(parent, modes::SHARED_DIR).io_context("create directory", parent)?;
         }
-        fs::rename(&tmp, dest).map_err(BlobError::io("rename into place", dest))?;
+        fs::rename(&tmp, dest).io_context("rename into place", dest)?;
         Ok(size)
     }
 
@@ -384,7 +384,7 @@ impl BlobService for LocalBlobService {
     fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
         let object = self.require(digest)?;
         if object.stored_size > SMALL_OBJECT {
-            let file = File::open(&object.path).map_err(BlobError::io("open", &object.path))?;
+            let file = File::open(&object.path).io_context("open", &object.path)?;
             let mut tee = HashingWriter {
                 inner: Vec::new(),
                 hasher: DigestWriter::new(),
@@ -395,7 +395,7 @@ impl BlobService for LocalBlobService {
         }
         // Trees and documents: a mount's first walk reads one per directory, so this path
         // is kept to one read(2), and one decompression context per thread, reused.
-        let stored = fs::read(&object.path).map_err(BlobError::io("read", &object.path))?;
+        let stored = fs::read(&object.path).io_context("read", &object.path)?;
         let raw = match object.codec {
             Codec::Raw => stored,
             Codec::Zstd => decompress_small(&object, &stored)?,
@@ -416,7 +416,7 @@ impl BlobService for LocalBlobService {
             Codec::Raw => match self
                 .trusted
                 .open(digest, &object.path)
-                .map_err(BlobError::io("read", &object.path))?
+                .io_context("read", &object.path)?
             {
                 Checked::Good(copy) => Ok(copy),
                 Checked::Missing => Err(BlobError::NotFound {
@@ -444,9 +444,10 @@ impl BlobService for LocalBlobService {
                     ),
                 }
                 let file = self.fill_cache(&object)?;
-                self.trusted
+                Ok(self
+                    .trusted
                     .trust(digest, &cached, file)
-                    .map_err(BlobError::io("stat", &cached))
+                    .io_context("stat", &cached)?)
             }
         }
     }
@@ -470,25 +471,25 @@ impl IngestBatch<'_> {
         if let Some(existing) = self.existing(&digest, data.len() as u64)? {
             return Ok(existing);
         }
-        let compressed = zstd::bulk::compress(data, ZSTD_LEVEL)
-            .map_err(BlobError::io("compress", self.blobs.objects.clone()))?;
+        let compressed =
+            zstd::bulk::compress(data, ZSTD_LEVEL).io_context("compress", self.blobs.objects.clone())?;
         let (codec, bytes) = if pays(compressed.len() as u64, data.len() as u64) {
             (Codec::Zstd, &compressed[..])
         } else {
             (Codec::Raw, data)
         };
         let tmp = self.blobs.scratch.fresh_path("obj");
-        modes::write_file(&tmp, bytes).map_err(BlobError::io("write", &tmp))?;
+        modes::write_file(&tmp, bytes).io_context("write", &tmp)?;
         Ok(self.stage(digest, data.len() as u64, codec, tmp, bytes.len() as u64))
     }
 
     /// Adds the content of the file at `path`.
     pub fn put_file(&self, path: &Path) -> Result<PutOutcome, BlobError> {
-        let mut file = File::open(path).map_err(BlobError::io("open", path))?;
-        let len = file.metadata().map_err(BlobError::io("stat", path))?.len();
+        let mut file = File::open(path).io_context("open", path)?;
+        let len = file.metadata().io_context("stat", path)?.len();
         if len <= IN_MEMORY_LIMIT {
             let mut data = Vec::with_capacity(len as usize);
-            file.read_to_end(&mut data).map_err(BlobError::io("read", path))?;
+            file.read_to_end(&mut data).io_context("read", path)?;
             return self.put_bytes(&data);
         }
         self.put_large(path, file)
@@ -498,7 +499,7 @@ impl IngestBatch<'_> {
     /// the stored bytes are exactly the hashed bytes even if the file changes meanwhile.
     fn put_large(&self, path: &Path, file: File) -> Result<PutOutcome, BlobError> {
         let tmp = self.blobs.scratch.fresh_path("obj");
-        let out = modes::create_file(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let out = modes::create_file(&tmp).io_context("create", &tmp)?;
         let result = (|| {
             let mut encoder = zstd::stream::Encoder::new(out, ZSTD_LEVEL)?;
             encoder.include_contentsize(true)?;
@@ -517,7 +518,7 @@ impl IngestBatch<'_> {
         })();
         let (digest, size, stored) = result.map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            BlobError::io("compress", path)(e)
+            IoError::new("compress", path, e)
         })?;
         if let Some(existing) = self.existing(&digest, size)? {
             let _ = fs::remove_file(&tmp);
@@ -528,18 +529,21 @@ impl IngestBatch<'_> {
         }
         // Compression did not pay: store the raw bytes, re-checking that they are the same.
         let _ = fs::remove_file(&tmp);
-        let mut source = File::open(path).map_err(BlobError::io("open", path))?;
-        let mut out = modes::create_file(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let mut source = File::open(path).io_context("open", path)?;
+        let mut out = modes::create_file(&tmp).io_context("create", &tmp)?;
         let mut tee = HashingWriter {
             inner: &mut out,
             hasher: DigestWriter::new(),
         };
-        io::copy(&mut (&mut source).take(size), &mut tee).map_err(BlobError::io("copy", path))?;
+        io::copy(&mut (&mut source).take(size), &mut tee).io_context("copy", path)?;
         if tee.hasher.finish() != digest {
             let _ = fs::remove_file(&tmp);
-            return Err(BlobError::io("read", path)(io::Error::other(
-                "the file changed while it was being added",
-            )));
+            return Err(IoError::new(
+                "read",
+                path,
+                io::Error::other("the file changed while it was being added"),
+            )
+            .into());
         }
         Ok(self.stage(digest, size, Codec::Raw, tmp, size))
     }
@@ -585,16 +589,16 @@ impl IngestBatch<'_> {
         }
         let scratch_dir = self.blobs.scratch.dir();
         crate::crashpoint::hit("objects.staged");
-        syncfs(scratch_dir).map_err(BlobError::io("sync", scratch_dir))?;
+        syncfs(scratch_dir).io_context("sync", scratch_dir)?;
         let mut stored = Vec::with_capacity(pending.len());
         for (_, (tmp, dest, outcome)) in pending {
             // Another process may have stored the same object meanwhile; renaming over it
             // replaces identical bytes, so no check is needed.
-            fs::rename(&tmp, &dest).map_err(BlobError::io("rename into place", &dest))?;
+            fs::rename(&tmp, &dest).io_context("rename into place", &dest)?;
             crate::crashpoint::hit("objects.renamed");
             stored.push(outcome);
         }
-        syncfs(&self.blobs.objects).map_err(BlobError::io("sync", &self.blobs.objects))?;
+        syncfs(&self.blobs.objects).io_context("sync", &self.blobs.objects)?;
         crate::crashpoint::hit("objects.durable");
         Ok(stored)
     }
@@ -650,7 +654,7 @@ fn decode_into(object: &StoredObject, file: File, out: &mut impl Write) -> Resul
     match object.codec {
         Codec::Raw => {
             let mut reader = reader;
-            io::copy(&mut reader, out).map_err(BlobError::io("read", &object.path))
+            Ok(io::copy(&mut reader, out).io_context("read", &object.path)?)
         }
         Codec::Zstd => {
             let mut decoder =

@@ -14,6 +14,7 @@ use std::sync::{Arc, RwLock};
 
 use super::{BlobError, BlobService};
 use crate::hash::Digest;
+use crate::IoContext;
 
 /// What a missing object's error names as the store's location.
 const LOCATION: &str = "<memory>";
@@ -84,15 +85,17 @@ impl BlobService for MemoryBlobService {
 
     fn open(&self, digest: &Digest) -> Result<File, BlobError> {
         let bytes = self.get(digest)?;
-        let mut file = tempfile::tempfile().map_err(BlobError::io("create temp file", "$TMPDIR"))?;
-        replace_content(&mut file, &bytes)?;
-        file.rewind().map_err(BlobError::io("seek", "$TMPDIR"))?;
+        let tmp_dir = std::env::temp_dir();
+        let mut file = tempfile::tempfile_in(&tmp_dir).io_context("create temp file in", &tmp_dir)?;
+        replace_content(&mut file, digest, &bytes)?;
+        file.rewind()
+            .map_err(BlobError::object_io("rewind the copy of", digest))?;
         Ok(file)
     }
 
     fn copy_to(&self, digest: &Digest, out: &mut File) -> Result<u64, BlobError> {
         let bytes = self.get(digest)?;
-        replace_content(out, &bytes)
+        replace_content(out, digest, &bytes)
     }
 
     fn read_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> Result<usize, BlobError> {
@@ -105,10 +108,39 @@ impl BlobService for MemoryBlobService {
 }
 
 /// Replaces the content of `out` with `bytes`; returns their length.
-fn replace_content(out: &mut File, bytes: &[u8]) -> Result<u64, BlobError> {
-    let path = || PathBuf::from(LOCATION);
-    out.set_len(0).map_err(BlobError::io("truncate", path()))?;
-    out.rewind().map_err(BlobError::io("seek", path()))?;
-    out.write_all(bytes).map_err(BlobError::io("write", path()))?;
+fn replace_content(out: &mut File, digest: &Digest, bytes: &[u8]) -> Result<u64, BlobError> {
+    out.set_len(0)
+        .map_err(BlobError::object_io("truncate the output for", digest))?;
+    out.rewind()
+        .map_err(BlobError::object_io("rewind the output for", digest))?;
+    out.write_all(bytes)
+        .map_err(BlobError::object_io("write", digest))?;
     Ok(bytes.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryBlobService;
+    use crate::blob::{BlobError, BlobService};
+
+    #[test]
+    fn a_failed_copy_names_the_object_not_a_made_up_path() {
+        let blobs = MemoryBlobService::new();
+        let digest = blobs.insert(b"content");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, b"").unwrap();
+        // Opened read-only: emptying and writing it fail.
+        let mut out = std::fs::File::open(&path).unwrap();
+        let error = blobs.copy_to(&digest, &mut out).unwrap_err();
+        assert!(
+            matches!(&error, BlobError::ObjectIo { digest: d, .. } if *d == digest),
+            "{error:?}"
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains(&digest.to_string()) && !text.contains("<memory>"),
+            "{text}"
+        );
+    }
 }

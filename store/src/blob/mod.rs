@@ -30,6 +30,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::hash::Digest;
+use crate::IoError;
 
 /// How an object's bytes sit on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,19 +69,28 @@ pub enum BlobError {
     #[error("fetch from the remote store: {0}")]
     Remote(#[source] Box<crate::remote::RemoteError>),
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// An I/O operation on an object's content failed where there is no path to name: an
+    /// open handle from [`BlobService::open`] or the caller's output file.
+    #[error("{action} object {digest}: {source}")]
+    ObjectIo {
         action: &'static str,
-        path: PathBuf,
+        digest: Digest,
         #[source]
         source: io::Error,
     },
 }
 
 impl BlobError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| BlobError::Io { action, path, source }
+    /// The [`BlobError::ObjectIo`] of `action` on `digest`'s content, for `map_err`.
+    pub(crate) fn object_io(action: &'static str, digest: &Digest) -> impl FnOnce(io::Error) -> Self {
+        let digest = *digest;
+        move |source| BlobError::ObjectIo {
+            action,
+            digest,
+            source,
+        }
     }
 
     /// Whether this error means "absent" rather than "broken".
@@ -119,7 +129,7 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
     fn open_copy(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
         let file = self.open(digest)?;
         let name = PathBuf::from(digest.to_hex());
-        VerifiedCopy::new(file, *digest, name.clone()).map_err(BlobError::io("stat", name))
+        VerifiedCopy::new(file, *digest, name).map_err(BlobError::object_io("stat", digest))
     }
 
     /// Writes the verified raw content into `out` (emptied first) and returns its length.
@@ -127,10 +137,10 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
     /// may hold partial or unverified bytes: the caller discards it.
     fn copy_to(&self, digest: &Digest, out: &mut File) -> Result<u64, BlobError> {
         let mut file = self.open(digest)?;
-        let path = || PathBuf::from(digest.to_hex());
-        out.set_len(0).map_err(BlobError::io("truncate", path()))?;
-        io::Seek::rewind(out).map_err(BlobError::io("seek", path()))?;
-        io::copy(&mut file, out).map_err(BlobError::io("copy", path()))
+        out.set_len(0)
+            .map_err(BlobError::object_io("truncate the output for", digest))?;
+        io::Seek::rewind(out).map_err(BlobError::object_io("rewind the output for", digest))?;
+        io::copy(&mut file, out).map_err(BlobError::object_io("copy", digest))
     }
 
     /// Whether a reader of this object should use [`BlobService::read_at`] instead of
@@ -152,7 +162,7 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(BlobError::io("read", PathBuf::from(digest.to_hex()))(e)),
+                Err(e) => return Err(BlobError::object_io("read", digest)(e)),
             }
         }
         Ok(filled)

@@ -37,6 +37,7 @@ use crate::blob::BlobService;
 use crate::source::{unpack_source, SourceKey};
 use crate::store::{Store, StoreError};
 use crate::tree;
+use crate::{IoContext, IoError};
 
 /// Errors of the build layer.
 #[derive(Debug, thiserror::Error)]
@@ -76,25 +77,16 @@ pub enum BuildError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Why a build's job did not complete: the cause within [`BuildError::Failed`].
 #[derive(Debug, thiserror::Error)]
 pub enum JobFailure {
     /// The build log could not be created.
-    #[error("cannot create {}: {source}", .path.display())]
-    Log {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Log(#[from] IoError),
     /// The job itself failed (a command, a `hit` helper, a malformed node, …).
     #[error(transparent)]
     Job(#[from] job::JobError),
@@ -117,11 +109,6 @@ struct TargetOutside {
     value: String,
     resolved: PathBuf,
     allowed: String,
-}
-
-fn io_err(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> BuildError {
-    let path = path.into();
-    move |source| BuildError::Io { action, path, source }
 }
 
 /// When to keep a build directory.
@@ -191,11 +178,10 @@ pub fn build(
         return Ok(BuildOutcome::Cached(record));
     }
     let locks = store.root().join("locks");
-    crate::modes::create_dir_all(&locks, crate::modes::PRIVATE_DIR)
-        .map_err(io_err("create directory", &locks))?;
+    crate::modes::create_dir_all(&locks, crate::modes::PRIVATE_DIR).io_context("create directory", &locks)?;
     let lock_path = locks.join(format!("{}-{}.lock", spec.id.name(), spec.id.hash()));
-    let lock = crate::modes::open_lock(&lock_path).map_err(io_err("open", &lock_path))?;
-    lock.lock().map_err(io_err("lock", &lock_path))?;
+    let lock = crate::modes::open_lock(&lock_path).io_context("open", &lock_path)?;
+    lock.lock().io_context("lock", &lock_path)?;
     // Shared GC lock until the artifact is registered: GC cannot sweep the imports, the
     // sources found present or the objects this build commits before they are referenced.
     let _writer = store.writer_lock()?;
@@ -231,11 +217,10 @@ pub fn build(
     let scaffold = base.join("scaffold");
     let log_path = base.join("build.log");
     for dir in [&build_dir, &staging] {
-        fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+        fs::create_dir_all(dir).io_context("create directory", dir)?;
     }
     let spec_text = serde_json::to_vec_pretty(&spec.document).expect("specs serialise");
-    fs::write(build_dir.join("build.json"), &spec_text)
-        .map_err(io_err("write", build_dir.join("build.json")))?;
+    fs::write(build_dir.join("build.json"), &spec_text).io_context("write", build_dir.join("build.json"))?;
 
     let final_path = view_path(&options.view, &spec.id);
     let layout = sandbox::Layout {
@@ -293,7 +278,7 @@ pub fn build(
     let batch = store.blobs().batch();
     let ingested =
         tree::ingest_tree(&batch, &staging, tree::MtimePolicy::Keep, &|_| {}).map_err(StoreError::from)?;
-    let log_bytes = fs::read(&log_path).map_err(io_err("read", &log_path))?;
+    let log_bytes = fs::read(&log_path).io_context("read", &log_path)?;
     let log_outcome = batch.put_bytes(&log_bytes).map_err(StoreError::from)?;
     batch.commit().map_err(StoreError::from)?;
     let record = ArtifactRecord {
@@ -357,10 +342,7 @@ fn run(
     env: BTreeMap<String, String>,
     verbose: bool,
 ) -> Result<(), JobFailure> {
-    let log = File::create(log_path).map_err(|source| JobFailure::Log {
-        path: log_path.to_path_buf(),
-        source,
-    })?;
+    let log = File::create(log_path).io_context("create build log", log_path)?;
     let mut log = io::BufWriter::new(log);
     let mut ctx = job::JobContext {
         env,

@@ -88,6 +88,9 @@ pub enum GcError {
     /// The store (lock, documents, index, objects) failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Removing a generation or object file failed.
+    #[error(transparent)]
+    Io(#[from] crate::IoError),
 }
 
 /// Collects garbage in `store`; see the module docs.

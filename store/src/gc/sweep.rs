@@ -12,6 +12,7 @@ use crate::blob::{LocalBlobService, StoredObject};
 use crate::profile::Generation;
 use crate::source::SourceRecord;
 use crate::store::{Store, StoreError};
+use crate::IoContext;
 
 /// Everything unmarked, found but not yet removed.
 pub(super) struct Sweep {
@@ -103,7 +104,7 @@ impl Sweep {
                 .join("profiles")
                 .join(&g.name)
                 .join(g.number.to_string());
-            fs::remove_file(&path).map_err(StoreError::io("remove", &path))?;
+            fs::remove_file(&path).io_context("remove", &path)?;
         }
         for id in &self.artifacts {
             store.remove_artifact(id)?;
@@ -120,7 +121,7 @@ impl Sweep {
             .map_err(StoreError::from)?;
         crate::crashpoint::hit("gc.metadata-removed");
         for object in &self.objects {
-            fs::remove_file(&object.path).map_err(StoreError::io("remove", &object.path))?;
+            fs::remove_file(&object.path).io_context("remove", &object.path)?;
             crate::crashpoint::hit("gc.object-removed");
         }
         for copy in &self.copies {

@@ -118,13 +118,8 @@ pub enum HttpError {
         received: u64,
     },
     /// Writing what was received failed locally; no retry helps.
-    #[error("{action} {path}")]
-    Local {
-        action: &'static str,
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Local(#[from] crate::IoError),
 }
 
 impl HttpError {

@@ -36,6 +36,7 @@ use super::chunks::ChunkTable;
 use crate::blob::copies::{check_copies, drop_copy, Checked, TrustedCopies};
 use crate::blob::{fanout, BlobError, BlobService, CopiesReport, VerifiedCopy};
 use crate::hash::{Digest, DigestWriter};
+use crate::{IoContext, IoError};
 
 /// A use refreshes a cached file's mtime only if it is older than this (one syscall per
 /// object per minute, not per open).
@@ -89,7 +90,7 @@ impl CachedBlobService {
         let objects = root.join("objects");
         let tmp = root.join("tmp");
         for dir in [&objects, &tmp, &root.join("manifests")] {
-            fs::create_dir_all(dir).map_err(BlobError::io("create directory", dir))?;
+            fs::create_dir_all(dir).io_context("create directory", dir)?;
         }
         sweep_tmp(&tmp);
         Ok(CachedBlobService {
@@ -170,14 +171,15 @@ impl CachedBlobService {
     pub fn verify_cache(root: &Path, repair: bool) -> Result<CopiesReport, BlobError> {
         let objects = root.join("objects");
         if !objects.is_dir() {
-            return Err(BlobError::Io {
-                action: "open the remote cache",
-                path: objects,
-                source: io::Error::new(
+            return Err(IoError::new(
+                "open the remote cache",
+                objects,
+                io::Error::new(
                     io::ErrorKind::NotFound,
                     "no objects/ directory: not a cache made by `hdist mount --remote --cache`",
                 ),
-            });
+            )
+            .into());
         }
         Ok(check_copies(
             &objects,
@@ -207,16 +209,16 @@ impl CachedBlobService {
     fn install(&self, digest: &Digest, tmp: &Path, len: u64) -> Result<VerifiedCopy, BlobError> {
         let dest = self.path(digest);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(BlobError::io("create directory", parent))?;
+            fs::create_dir_all(parent).io_context("create directory", parent)?;
         }
-        fs::rename(tmp, &dest).map_err(BlobError::io("rename into cache", &dest))?;
+        fs::rename(tmp, &dest).io_context("rename into cache", &dest)?;
         // Opened before eviction runs: even if the new copy is evicted at once, this handle
         // keeps reading it.
-        let file = File::open(&dest).map_err(BlobError::io("open", &dest))?;
+        let file = File::open(&dest).io_context("open", &dest)?;
         let copy = self
             .trusted
             .trust(digest, &dest, file)
-            .map_err(BlobError::io("stat", &dest))?;
+            .io_context("stat", &dest)?;
         let total = self.counter().fetch_add(len, Ordering::Relaxed) + len;
         if total > self.options.limit {
             self.evict();
@@ -239,7 +241,7 @@ impl CachedBlobService {
             });
         }
         let tmp = self.fresh_tmp();
-        fs::write(&tmp, bytes).map_err(BlobError::io("write", &tmp))?;
+        fs::write(&tmp, bytes).io_context("write", &tmp)?;
         self.install(digest, &tmp, bytes.len() as u64).map(drop)
     }
 
@@ -266,11 +268,9 @@ impl CachedBlobService {
                     done = flight.cond.wait(done).unwrap();
                 }
                 if let Some(Err(reason)) = done.as_ref() {
-                    return Err(BlobError::Io {
-                        action: "fetch",
-                        path: PathBuf::from(digest.to_hex()),
-                        source: io::Error::other(reason.clone()),
-                    });
+                    return Err(
+                        IoError::new("fetch", digest.to_hex(), io::Error::other(reason.clone())).into(),
+                    );
                 }
                 continue;
             }
@@ -304,7 +304,7 @@ impl CachedBlobService {
         // Streamed from upstream straight into the temp file: memory stays bounded whatever
         // the object's (or a hostile body's) size.
         let tmp = self.fresh_tmp();
-        let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let mut out = File::create(&tmp).io_context("create", &tmp)?;
         let len = match self.upstream.copy_to(digest, &mut out) {
             Ok(len) => len,
             Err(e) => {
@@ -322,16 +322,15 @@ impl CachedBlobService {
     fn assemble(&self, digest: &Digest, table: &ChunkTable) -> Result<VerifiedCopy, BlobError> {
         self.fetch_all(&table.chunks)?;
         let tmp = self.fresh_tmp();
-        let mut out = File::create(&tmp).map_err(BlobError::io("create", &tmp))?;
+        let mut out = File::create(&tmp).io_context("create", &tmp)?;
         let mut hasher = DigestWriter::new();
         let mut total = 0u64;
         for chunk in &table.chunks {
             let mut file = self.ensure(chunk)?.into_file();
             let mut data = Vec::new();
-            file.read_to_end(&mut data)
-                .map_err(BlobError::io("read", self.path(chunk)))?;
+            file.read_to_end(&mut data).io_context("read", self.path(chunk))?;
             hasher.update(&data);
-            out.write_all(&data).map_err(BlobError::io("write", &tmp))?;
+            out.write_all(&data).io_context("write", &tmp)?;
             total += data.len() as u64;
         }
         let actual = hasher.finish();
@@ -413,17 +412,17 @@ impl BlobService for CachedBlobService {
             return Ok(table.file_size);
         }
         let copy = self.ensure(digest)?;
-        copy.file()
+        Ok(copy
+            .file()
             .metadata()
             .map(|m| m.len())
-            .map_err(BlobError::io("stat", self.path(digest)))
+            .io_context("stat", self.path(digest))?)
     }
 
     fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
         let mut file = self.ensure(digest)?.into_file();
         let mut out = Vec::new();
-        file.read_to_end(&mut out)
-            .map_err(BlobError::io("read", self.path(digest)))?;
+        file.read_to_end(&mut out).io_context("read", self.path(digest))?;
         Ok(out)
     }
 
@@ -441,17 +440,17 @@ impl BlobService for CachedBlobService {
 
     fn read_at(&self, digest: &Digest, offset: u64, buf: &mut [u8]) -> Result<usize, BlobError> {
         if let Some(copy) = self.cached(digest) {
-            return copy
+            return Ok(copy
                 .file()
                 .read_at(buf, offset)
-                .map_err(BlobError::io("read", self.path(digest)));
+                .io_context("read", self.path(digest))?);
         }
         let Some(table) = self.table_of(digest)? else {
             let copy = self.ensure(digest)?;
-            return copy
+            return Ok(copy
                 .file()
                 .read_at(buf, offset)
-                .map_err(BlobError::io("read", self.path(digest)));
+                .io_context("read", self.path(digest))?);
         };
         if offset >= table.file_size || buf.is_empty() {
             return Ok(0);
@@ -474,7 +473,7 @@ impl BlobService for CachedBlobService {
                 let n = chunk
                     .file()
                     .read_at(&mut buf[filled + got..filled + want], from - start + got as u64)
-                    .map_err(BlobError::io("read", self.path(&table.chunks[index])))?;
+                    .io_context("read", self.path(&table.chunks[index]))?;
                 if n == 0 {
                     break;
                 }

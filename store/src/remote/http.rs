@@ -43,6 +43,7 @@ use crate::blob::{BlobError, BlobService};
 use crate::hash::{Digest, DigestWriter};
 use crate::http::{retry, BodyError, BodyLimits, BoundedBody, Deadline, Failure, HttpError, Mirrors, Turn};
 pub use crate::http::{HttpOptions, MIRROR_PENALTY};
+use crate::{IoContext, IoError};
 
 /// Largest `manifest.json` accepted (it is held in memory).
 pub const MAX_MANIFEST: u64 = 64 << 20;
@@ -339,20 +340,17 @@ impl HttpBlobService {
         let path = object_path(digest);
         if let Some((at, reason)) = self.refused.lock().unwrap().get(digest) {
             if at.elapsed() < MIRROR_PENALTY {
-                return Err(BlobError::Io {
-                    action: "fetch",
-                    path: PathBuf::from(&path),
-                    source: io::Error::other(format!(
-                        "refused {:.1} s ago ({reason}); not fetched again for {MIRROR_PENALTY:?}",
-                        at.elapsed().as_secs_f64()
-                    )),
-                });
+                let refusal = format!(
+                    "refused {:.1} s ago ({reason}); not fetched again for {MIRROR_PENALTY:?}",
+                    at.elapsed().as_secs_f64()
+                );
+                return Err(IoError::new("fetch", &path, io::Error::other(refusal)).into());
             }
         }
         let max = self.options.max_body.unwrap_or(u64::MAX);
         let mut decode = |url: &str, body: &mut BoundedBody<Response>| {
             out.reset()
-                .map_err(|e| Refusal::Local(BlobError::io("truncate", "fetched object")(e)))?;
+                .map_err(|e| Refusal::Local(BlobError::object_io("truncate the output for", digest)(e)))?;
             let mut hasher = DigestWriter::new();
             let decoded = decode_piecewise(body, max, &mut hasher, &mut *out);
             match decoded {
@@ -368,7 +366,7 @@ impl HttpBlobService {
                     }
                     Ok(len)
                 }
-                Err(Decode::Write(e)) => Err(Refusal::Local(BlobError::io("write", "fetched object")(e))),
+                Err(Decode::Write(e)) => Err(Refusal::Local(BlobError::object_io("write", digest)(e))),
                 Err(Decode::Deadline(e)) => Err(Refusal::Transport(e)),
                 Err(Decode::Read(e)) if body.failed() => Err(Refusal::Transport(e)),
                 Err(Decode::Read(source)) => {
@@ -396,11 +394,8 @@ impl HttpBlobService {
                 }
                 Err(e)
             }
-            Err(e) => Err(BlobError::Io {
-                action: "fetch",
-                path: PathBuf::from(&path),
-                source: io::Error::other(e),
-            }),
+            // Any other remote failure (transport, status) keeps its own type as the source.
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -478,9 +473,11 @@ impl BlobService for HttpBlobService {
     }
 
     fn open(&self, digest: &Digest) -> Result<File, BlobError> {
-        let mut file = tempfile::tempfile().map_err(BlobError::io("create temp file", "$TMPDIR"))?;
+        let tmp_dir = std::env::temp_dir();
+        let mut file = tempfile::tempfile_in(&tmp_dir).io_context("create temp file in", &tmp_dir)?;
         self.fetch_into(digest, &mut file)?;
-        file.rewind().map_err(BlobError::io("seek", "$TMPDIR"))?;
+        file.rewind()
+            .map_err(BlobError::object_io("rewind the fetched copy of", digest))?;
         Ok(file)
     }
 

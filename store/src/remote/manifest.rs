@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use super::RemoteError;
 use crate::artifact::ArtifactId;
 use crate::hash::Digest;
+use crate::IoContext;
 
 const SIGNED_FORMAT: &str = "hdist-signed-manifest-1";
 const BODY_FORMAT: &str = "hdist-manifest-1";
@@ -195,7 +196,7 @@ impl PublicKey {
         if arg.trim().starts_with(KEY_PREFIX) {
             return arg.parse();
         }
-        let text = fs::read_to_string(arg).map_err(RemoteError::io("read key file", arg))?;
+        let text = fs::read_to_string(arg).io_context("read key file", arg)?;
         text.parse()
     }
 }
@@ -234,7 +235,7 @@ impl SecretKey {
     /// hard link into place.
     pub fn save(&self, path: &Path) -> Result<(), RemoteError> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(RemoteError::io("create directory", dir))?;
+        fs::create_dir_all(dir).io_context("create directory", dir)?;
         let tmp = dir.join(format!(".key-{}", std::process::id()));
         let _ = fs::remove_file(&tmp);
         let mut file = fs::OpenOptions::new()
@@ -242,15 +243,15 @@ impl SecretKey {
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .map_err(RemoteError::io("create", &tmp))?;
+            .io_context("create", &tmp)?;
         let write = file
             .write_all(format!("{}\n", hex::encode(self.0.to_bytes())).as_bytes())
             .and_then(|_| file.sync_all());
         // A link, not a rename: an existing key must never be replaced by accident.
         let linked = write.and_then(|_| fs::hard_link(&tmp, path));
         let _ = fs::remove_file(&tmp);
-        linked.map_err(RemoteError::io("write key", path))?;
-        crate::scratch::fsync_dir(dir).map_err(RemoteError::io("sync", dir))
+        linked.io_context("write key", path)?;
+        Ok(crate::scratch::fsync_dir(dir).io_context("sync", dir)?)
     }
 }
 

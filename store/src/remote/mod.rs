@@ -43,12 +43,10 @@ pub use manifest::{Manifest, PublicKey, PublishedProfile, SecretKey};
 pub use publish::{publish, PublishOptions, PublishReport};
 pub use trace::{read_trace, write_trace, RecordingBlobService};
 
-use std::io;
-use std::path::PathBuf;
-
 use crate::blob::BlobError;
 use crate::hash::Digest;
 use crate::store::StoreError;
+use crate::IoError;
 
 /// Files larger than this are published as chunks.
 pub const CHUNK_THRESHOLD: u64 = 4 << 20;
@@ -91,20 +89,8 @@ pub enum RemoteError {
         reason: String,
     },
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl RemoteError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| RemoteError::Io { action, path, source }
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Remote failures reach the FUSE layer as blob errors (and so as `EIO` there).

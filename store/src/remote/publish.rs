@@ -30,6 +30,7 @@ use crate::hash::Digest;
 use crate::scratch::{fsync_dir, syncfs};
 use crate::store::Store;
 use crate::tree::{Node, Tree};
+use crate::IoContext;
 
 /// zstd level for objects that are compressed at publish time (raw local objects, chunks,
 /// documents): a higher level than ingest, since it is paid once and saves every node.
@@ -209,7 +210,7 @@ pub fn publish(
         .and_then(|_| fs::rename(&tmp, &manifest_path))
         .inspect(|_| crate::crashpoint::hit("publish.manifest"))
         .and_then(|_| fsync_dir(dest));
-    result.map_err(RemoteError::io("write", &manifest_path))?;
+    result.io_context("write", &manifest_path)?;
     Ok(PublishReport {
         serial,
         objects,
@@ -270,7 +271,7 @@ impl Writer {
         let objects = dest.join("objects");
         let tmp = dest.join(".tmp");
         for dir in [&objects, &tmp] {
-            fs::create_dir_all(dir).map_err(RemoteError::io("create directory", dir))?;
+            fs::create_dir_all(dir).io_context("create directory", dir)?;
         }
         // Leftovers of an interrupted publish are garbage: nothing refers to them.
         if let Ok(entries) = fs::read_dir(&tmp) {
@@ -302,7 +303,7 @@ impl Writer {
     fn stage(&self, digest: &Digest, bytes: &[u8], phase: Phase) -> Result<(), RemoteError> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{n}-{}", digest.to_hex()));
-        fs::write(&tmp, bytes).map_err(RemoteError::io("write", &tmp))?;
+        fs::write(&tmp, bytes).io_context("write", &tmp)?;
         self.pending
             .lock()
             .unwrap()
@@ -314,8 +315,8 @@ impl Writer {
     fn put_bytes(&self, raw: &[u8], phase: Phase) -> Result<Digest, RemoteError> {
         let digest = Digest::of(raw);
         if self.claim(&digest) {
-            let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL)
-                .map_err(RemoteError::io("compress", self.tmp.clone()))?;
+            let compressed =
+                zstd::bulk::compress(raw, ZSTD_LEVEL).io_context("compress", self.tmp.clone())?;
             self.stage(&digest, &compressed, phase)?;
         }
         Ok(digest)
@@ -338,13 +339,13 @@ impl Writer {
         match object.codec {
             Codec::Zstd => {
                 blobs.verify(&object)?;
-                let bytes = fs::read(&object.path).map_err(RemoteError::io("read", &object.path))?;
+                let bytes = fs::read(&object.path).io_context("read", &object.path)?;
                 self.stage(digest, &bytes, phase)
             }
             Codec::Raw => {
                 let raw = blobs.read(digest)?;
-                let compressed = zstd::bulk::compress(&raw, ZSTD_LEVEL)
-                    .map_err(RemoteError::io("compress", &object.path))?;
+                let compressed =
+                    zstd::bulk::compress(&raw, ZSTD_LEVEL).io_context("compress", &object.path)?;
                 self.stage(digest, &compressed, phase)
             }
         }
@@ -353,16 +354,13 @@ impl Writer {
     /// Publishes a large file as chunks and a table; returns the table's digest.
     fn put_chunked(&self, store: &Store, digest: &Digest) -> Result<Digest, RemoteError> {
         let mut file = store.blobs().open(digest)?;
-        let size = file.metadata().map_err(RemoteError::io("stat", "object"))?.len();
+        let size = file.metadata().io_context("stat", "object")?.len();
         let mut chunks = Vec::with_capacity(size.div_ceil(CHUNK_SIZE) as usize);
         let mut buf = vec![0u8; CHUNK_SIZE as usize];
         loop {
             let mut filled = 0;
             while filled < buf.len() {
-                match file
-                    .read(&mut buf[filled..])
-                    .map_err(RemoteError::io("read", "object"))?
-                {
+                match file.read(&mut buf[filled..]).io_context("read", "object")? {
                     0 => break,
                     n => filled += n,
                 }
@@ -386,18 +384,18 @@ impl Writer {
         if pending.is_empty() {
             return Ok((0, 0));
         }
-        syncfs(&self.tmp).map_err(RemoteError::io("sync", &self.tmp))?;
+        syncfs(&self.tmp).io_context("sync", &self.tmp)?;
         pending.sort_by_key(|(phase, ..)| *phase);
         let mut bytes = 0;
         for (_, tmp, dest, len) in &pending {
             if let Some(parent) = dest.parent() {
-                fs::create_dir_all(parent).map_err(RemoteError::io("create directory", parent))?;
+                fs::create_dir_all(parent).io_context("create directory", parent)?;
             }
-            fs::rename(tmp, dest).map_err(RemoteError::io("rename into place", dest))?;
+            fs::rename(tmp, dest).io_context("rename into place", dest)?;
             crate::crashpoint::hit("publish.object-renamed");
             bytes += len;
         }
-        syncfs(&self.objects).map_err(RemoteError::io("sync", &self.objects))?;
+        syncfs(&self.objects).io_context("sync", &self.objects)?;
         Ok((pending.len() as u64, bytes))
     }
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use super::RemoteError;
 use crate::blob::{BlobError, BlobService, VerifiedCopy};
 use crate::hash::Digest;
+use crate::{IoContext, IoError};
 
 const HEADER: &str = "hdist-trace-1";
 
@@ -102,16 +103,14 @@ pub fn write_trace(path: &Path, digests: &[Digest]) -> Result<(), RemoteError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    crate::modes::create_dir_all(dir, crate::modes::SHARED_DIR)
-        .map_err(RemoteError::io("create directory", dir))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(RemoteError::io("create a temporary file in", dir))?;
+    crate::modes::create_dir_all(dir, crate::modes::SHARED_DIR).io_context("create directory", dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).io_context("create a temporary file in", dir)?;
     tmp.write_all(text.as_bytes())
         .and_then(|_| tmp.as_file().sync_all())
-        .map_err(RemoteError::io("write", tmp.path()))?;
+        .io_context("write", tmp.path())?;
     tmp.persist(path)
-        .map_err(|e| RemoteError::io("rename into place", path)(e.error))?;
-    crate::scratch::fsync_dir(dir).map_err(RemoteError::io("sync", dir))
+        .map_err(|e| IoError::new("rename into place", path, e.error))?;
+    Ok(crate::scratch::fsync_dir(dir).io_context("sync", dir)?)
 }
 
 /// Reads a trace file; `None` if there is none.
@@ -119,19 +118,28 @@ pub fn read_trace(path: &Path) -> Result<Option<Vec<Digest>>, RemoteError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(RemoteError::io("read", path)(e)),
+        Err(e) => return Err(IoError::new("read", path, e).into()),
     };
     let mut lines = text.lines();
     if lines.next() != Some(HEADER) {
-        return Err(RemoteError::io("read", path)(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("not a trace file (no {HEADER} header)"),
-        )));
+        return Err(IoError::new(
+            "read",
+            path,
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not a trace file (no {HEADER} header)"),
+            ),
+        )
+        .into());
     }
     let mut out = Vec::new();
     for line in lines {
         let digest = Digest::from_hex(line.trim()).map_err(|e| {
-            RemoteError::io("read", path)(io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+            IoError::new(
+                "read",
+                path,
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            )
         })?;
         out.push(digest);
     }

@@ -21,6 +21,7 @@ use crate::blob::{BlobService, PutOutcome};
 use crate::hash::hash_file;
 use crate::http::HttpOptions;
 use crate::tree::{self, Entry, IngestedObject, Node, ObjectKind, Tree};
+use crate::IoContext;
 use crate::Store;
 
 /// Where a source comes from.
@@ -418,7 +419,7 @@ fn fetch_path(
     path: &Path,
     location: &str,
 ) -> Result<SourceKey, SourceError> {
-    let meta = fs::metadata(path).map_err(SourceError::io("open", path))?;
+    let meta = fs::metadata(path).io_context("open", path)?;
     let wanted = request.source_type.or(request.expected.map(|k| k.source_type()));
     if meta.is_dir() {
         if let Some(t) = wanted.filter(|t| *t != SourceType::Files) {
@@ -462,7 +463,7 @@ fn fetch_path(
         .unwrap_or(SourceType::Files);
     match source_type {
         SourceType::Archive(format) => {
-            let (digest, size) = hash_file(path).map_err(SourceError::io("read", path))?;
+            let (digest, size) = hash_file(path).io_context("read", path)?;
             let key = SourceKey::Archive {
                 format,
                 digest: digest.short(),
@@ -643,8 +644,8 @@ fn fetch_git(
     // Absolute: the checkout commands run inside the work tree, and the store path may be
     // relative.
     let scratch = store.scratch().fresh_path("git");
-    let work = Temp(std::path::absolute(&scratch).map_err(SourceError::io("resolve", &scratch))?);
-    fs::create_dir_all(&work.0).map_err(SourceError::io("create directory", &work.0))?;
+    let work = Temp(std::path::absolute(&scratch).io_context("resolve", &scratch)?);
+    fs::create_dir_all(&work.0).io_context("create directory", &work.0)?;
     let git_dir = work.0.join("repo.git");
     let gd = git_dir.as_os_str();
     let os = OsStr::new;
@@ -791,7 +792,7 @@ fn check_out(url: &str, gd: &OsStr, commit: &GitCommit, checkout: &Path) -> Resu
     // The checkout goes to its own directory, so the stored tree never contains `.git`. User
     // and system configuration are ignored there (no autocrlf, no LFS smudge filters): the
     // content depends on the commit alone.
-    fs::create_dir(checkout).map_err(SourceError::io("create directory", checkout))?;
+    fs::create_dir(checkout).io_context("create directory", checkout)?;
     let wt = checkout.as_os_str();
     let commit_hex = commit.to_string();
     git(

@@ -15,6 +15,7 @@ use super::SourceError;
 use crate::blob::BlobService;
 use crate::hash::{Digest, DigestWriter, FilesPackHasher, ShortDigest};
 use crate::tree::{Node, Tree};
+use crate::IoContext;
 
 /// One file of a pack, as it was hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,11 +63,11 @@ pub(crate) fn pack_file(path: &Path, name: &[u8]) -> Result<Pack, SourceError> {
 }
 
 fn walk(dir: &Path, prefix: &[u8], out: &mut Vec<(Vec<u8>, PathBuf)>) -> Result<(), SourceError> {
-    let entries = fs::read_dir(dir).map_err(SourceError::io("read directory", dir))?;
+    let entries = fs::read_dir(dir).io_context("read directory", dir)?;
     for entry in entries {
-        let entry = entry.map_err(SourceError::io("read directory", dir))?;
+        let entry = entry.io_context("read directory", dir)?;
         let path = entry.path();
-        let meta = fs::symlink_metadata(&path).map_err(SourceError::io("stat", &path))?;
+        let meta = fs::symlink_metadata(&path).io_context("stat", &path)?;
         let mut name = prefix.to_vec();
         if !name.is_empty() {
             name.push(b'/');
@@ -95,10 +96,10 @@ fn pack(found: Vec<(Vec<u8>, PathBuf)>) -> Result<Pack, SourceError> {
     let mut hasher = FilesPackHasher::new();
     let mut files = Vec::with_capacity(found.len());
     for (name, path) in found {
-        let file = File::open(&path).map_err(SourceError::io("open", &path))?;
+        let file = File::open(&path).io_context("open", &path)?;
         // The length hashed is the length of the open file, and the hasher refuses content
         // of any other length, so a file that changes meanwhile is an error, not a wrong key.
-        let size = file.metadata().map_err(SourceError::io("stat", &path))?.len();
+        let size = file.metadata().io_context("stat", &path)?.len();
         let mut tee = Tee {
             inner: file,
             hasher: DigestWriter::new(),

@@ -13,6 +13,7 @@ use super::{FetchEvent, SourceError};
 use crate::hash::{Digest, DigestWriter};
 use crate::http::resume::{self, Progress, ResumeSink};
 use crate::http::{HttpError, HttpOptions};
+use crate::IoContext;
 
 /// A client configured for `options`. One per fetch.
 pub(crate) fn client(options: &HttpOptions, url: &str) -> Result<Client, SourceError> {
@@ -35,20 +36,10 @@ struct HashedFile<'a> {
     hasher: DigestWriter,
 }
 
-impl HashedFile<'_> {
-    fn local(&self, action: &'static str) -> impl FnOnce(std::io::Error) -> HttpError + '_ {
-        move |source| HttpError::Local {
-            action,
-            path: self.path.to_path_buf(),
-            source,
-        }
-    }
-}
-
 impl ResumeSink for HashedFile<'_> {
     fn write(&mut self, bytes: &[u8]) -> Result<(), HttpError> {
         let written = self.file.write_all(bytes);
-        written.map_err(self.local("write"))?;
+        written.io_context("write", self.path)?;
         self.hasher.update(bytes);
         Ok(())
     }
@@ -58,7 +49,7 @@ impl ResumeSink for HashedFile<'_> {
             .file
             .set_len(0)
             .and_then(|()| self.file.seek(SeekFrom::Start(0)).map(|_| ()));
-        emptied.map_err(self.local("truncate"))?;
+        emptied.io_context("truncate", self.path)?;
         self.hasher = DigestWriter::new();
         Ok(())
     }
@@ -77,7 +68,7 @@ pub(crate) fn download(
     options: &HttpOptions,
     progress: Option<&(dyn Fn(FetchEvent<'_>) + Sync)>,
 ) -> Result<Downloaded, SourceError> {
-    let file = File::create(dest).map_err(SourceError::io("create", dest))?;
+    let file = File::create(dest).io_context("create", dest)?;
     let mut sink = HashedFile {
         file,
         path: dest,
@@ -92,7 +83,7 @@ pub(crate) fn download(
         }
     };
     let size = resume::download(client, url, &mut sink, options, &report)?;
-    sink.file.flush().map_err(SourceError::io("write", dest))?;
+    sink.file.flush().io_context("write", dest)?;
     Ok(Downloaded {
         digest: sink.hasher.finish(),
         size,

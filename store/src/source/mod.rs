@@ -47,7 +47,6 @@ pub use unpack::{
     MAX_UNPACKED_ENTRIES, UNPACKED_BYTES_FLOOR, UNPACK_ENTRIES_VAR, UNPACK_LIMIT_VAR,
 };
 
-use std::error::Error as StdError;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -56,7 +55,19 @@ use crate::hash::HashError;
 use crate::http::HttpError;
 use crate::index::IndexError;
 use crate::tree::TreeError;
+use crate::IoError;
 use crate::Store;
+
+/// Why an archive does not decode: its reader failed, or the zip layer refused it.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveFault {
+    /// Reading or decompressing the archive stream failed.
+    #[error(transparent)]
+    Read(#[from] io::Error),
+    /// The zip directory or a zip member is malformed.
+    #[error(transparent)]
+    Zip(#[from] zip::result::ZipError),
+}
 
 /// Errors of the source cache.
 #[derive(Debug, thiserror::Error)]
@@ -158,7 +169,7 @@ pub enum SourceError {
     ArchiveRead {
         key: SourceKey,
         #[source]
-        source: Box<dyn StdError + Send + Sync>,
+        source: ArchiveFault,
     },
     /// The key is not in the cache.
     #[error("source {key} is not in the cache; fetch it first (hdist fetch URL {key})")]
@@ -190,20 +201,8 @@ pub enum SourceError {
     #[error(transparent)]
     Store(Box<crate::store::StoreError>),
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl SourceError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| SourceError::Io { action, path, source }
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Gets the source `request` describes into the cache and returns its key.
@@ -228,7 +227,7 @@ pub fn remove_source(store: &Store, key: &SourceKey) -> Result<(), SourceError> 
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(SourceError::io("remove", path)(e)),
+        Err(e) => Err(IoError::new("remove", path, e).into()),
     }
 }
 

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::{SourceError, SourceKey};
 use crate::hash::Digest;
 use crate::Store;
+use crate::{IoContext, IoError};
 
 /// Whether a garbage collector may remove a source that nothing else references.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -122,7 +123,7 @@ pub fn source_record(store: &Store, key: &SourceKey) -> Result<Option<SourceReco
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(SourceError::io("read", &path)(e)),
+        Err(e) => return Err(IoError::new("read", &path, e).into()),
     };
     let record: SourceRecord = serde_json::from_slice(&bytes).map_err(|e| SourceError::BadRecord {
         path: path.clone(),
@@ -142,10 +143,10 @@ pub(crate) fn write_record(store: &Store, record: &SourceRecord) -> Result<(), S
     let path = record_path(store, &record.key);
     let mut bytes = serde_json::to_vec_pretty(record).expect("source records serialise");
     bytes.push(b'\n');
-    store
+    Ok(store
         .scratch()
         .write_atomic(&path, &bytes)
-        .map_err(SourceError::io("write source document", &path))
+        .io_context("write source document", &path)?)
 }
 
 /// Every source document in the store, sorted by key. Unreadable documents are errors (a
@@ -156,16 +157,16 @@ pub fn list_sources(store: &Store) -> Result<Vec<SourceRecord>, SourceError> {
     let types = match fs::read_dir(&root) {
         Ok(types) => types,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(SourceError::io("list", &root)(e)),
+        Err(e) => return Err(IoError::new("list", &root, e).into()),
     };
     for type_dir in types {
-        let type_dir = type_dir.map_err(SourceError::io("list", &root))?.path();
+        let type_dir = type_dir.io_context("list", &root)?.path();
         let Some(type_name) = type_dir.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let docs = fs::read_dir(&type_dir).map_err(SourceError::io("list", &type_dir))?;
+        let docs = fs::read_dir(&type_dir).io_context("list", &type_dir)?;
         for doc in docs {
-            let path = doc.map_err(SourceError::io("list", &type_dir))?.path();
+            let path = doc.io_context("list", &type_dir)?.path();
             let Some(id) = path
                 .file_name()
                 .and_then(|n| n.to_str())

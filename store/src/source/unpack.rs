@@ -55,6 +55,7 @@ use super::{files, ArchiveFormat, SourceError, SourceKey};
 use crate::blob::BlobService;
 use crate::tree;
 use crate::Store;
+use crate::{IoContext, IoError};
 
 /// No archive unpacks to more bytes than this, whatever its size.
 pub const MAX_UNPACKED_BYTES: u64 = 16 << 30;
@@ -152,7 +153,7 @@ pub(crate) fn unpack(store: &Store, key: &SourceKey, dest: &Path) -> Result<(), 
             let file = blobs.open(&blob)?;
             let archive_bytes = file
                 .metadata()
-                .map_err(SourceError::io("stat the archive of", key.to_string()))?
+                .io_context("stat the archive of", key.to_string())?
                 .len();
             let limits = unpack_limits(key, archive_bytes)?;
             extract_archive(*format, file, key, &root, limits)?;
@@ -201,7 +202,7 @@ pub(crate) fn check_destination(dest: &Path) -> Result<bool, SourceError> {
     };
     match fs::symlink_metadata(dest) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(SourceError::io("stat", dest)(e)),
+        Err(e) => Err(IoError::new("stat", dest, e).into()),
         Ok(_) => match fs::read_dir(dest).map(|mut entries| entries.next().is_none()) {
             Ok(true) => Ok(true),
             _ => Err(not_empty()),
@@ -216,11 +217,11 @@ pub(crate) fn staging_dir(dest: &Path) -> Result<tempfile::TempDir, SourceError>
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&parent).map_err(SourceError::io("create directory", &parent))?;
-    tempfile::Builder::new()
+    fs::create_dir_all(&parent).io_context("create directory", &parent)?;
+    Ok(tempfile::Builder::new()
         .prefix(".hdist-unpack-")
         .tempdir_in(&parent)
-        .map_err(SourceError::io("create a staging directory in", &parent))
+        .io_context("create a staging directory in", &parent)?)
 }
 
 /// Extracts an archive into `root` (which must not exist), within `limits`.
@@ -231,8 +232,8 @@ pub(crate) fn extract_archive(
     root: &Path,
     limits: UnpackLimits,
 ) -> Result<(), SourceError> {
-    fs::create_dir(root).map_err(SourceError::io("create directory", root))?;
-    fs::set_permissions(root, Permissions::from_mode(0o755)).map_err(SourceError::io("chmod", root))?;
+    fs::create_dir(root).io_context("create directory", root)?;
+    fs::set_permissions(root, Permissions::from_mode(0o755)).io_context("chmod", root)?;
     let mut x = Extractor {
         key: *key,
         root: root.to_path_buf(),
@@ -371,16 +372,16 @@ impl<R: Read> Read for MeteredReader<R> {
 /// If `root` holds exactly one entry and it is a directory, that directory (Hashdist strips
 /// the single top-level directory of an archive); otherwise `root`.
 pub(crate) fn single_top_dir(root: &Path) -> Result<PathBuf, SourceError> {
-    let mut entries = fs::read_dir(root).map_err(SourceError::io("read directory", root))?;
+    let mut entries = fs::read_dir(root).io_context("read directory", root)?;
     let first = match entries.next() {
-        Some(entry) => entry.map_err(SourceError::io("read directory", root))?,
+        Some(entry) => entry.io_context("read directory", root)?,
         None => return Ok(root.to_path_buf()),
     };
     if entries.next().is_some() {
         return Ok(root.to_path_buf());
     }
     let path = first.path();
-    let meta = fs::symlink_metadata(&path).map_err(SourceError::io("stat", &path))?;
+    let meta = fs::symlink_metadata(&path).io_context("stat", &path)?;
     Ok(if meta.is_dir() { path } else { root.to_path_buf() })
 }
 
@@ -388,11 +389,11 @@ pub(crate) fn single_top_dir(root: &Path) -> Result<PathBuf, SourceError> {
 /// each entry into it (undone if one fails, so `dest` is left empty).
 pub(crate) fn place(content: &Path, dest: &Path, dest_exists: bool) -> Result<(), SourceError> {
     if !dest_exists {
-        return fs::rename(content, dest).map_err(SourceError::io("rename into place", dest));
+        return Ok(fs::rename(content, dest).io_context("rename into place", dest)?);
     }
     let entries: Vec<_> = fs::read_dir(content)
         .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
-        .map_err(SourceError::io("read directory", content))?;
+        .io_context("read directory", content)?;
     let mut moved: Vec<(PathBuf, PathBuf)> = Vec::with_capacity(entries.len());
     for entry in entries {
         let from = entry.path();
@@ -401,7 +402,7 @@ pub(crate) fn place(content: &Path, dest: &Path, dest_exists: bool) -> Result<()
             for (from, to) in moved.iter().rev() {
                 let _ = fs::rename(to, from);
             }
-            return Err(SourceError::io("move into", dest)(e));
+            return Err(IoError::new("move into", dest, e).into());
         }
         moved.push((from, to));
     }
@@ -656,7 +657,7 @@ impl Extractor {
                     reason: format!("has a path too long to create here ({source})"),
                 }
             } else {
-                SourceError::Io { action, path, source }
+                IoError::new(action, path, source).into()
             }
         }
     }
@@ -848,12 +849,11 @@ impl Extractor {
     fn finish(self) -> Result<(), SourceError> {
         for (path, mode, mtime) in self.dirs.iter().rev() {
             let mode = (mode.unwrap_or(0o755) & 0o755) | 0o700;
-            fs::set_permissions(path, Permissions::from_mode(mode))
-                .map_err(SourceError::io("chmod", path))?;
+            fs::set_permissions(path, Permissions::from_mode(mode)).io_context("chmod", path)?;
             if let Some(mtime) = mtime {
                 File::open(path)
                     .and_then(|dir| dir.set_modified(*mtime))
-                    .map_err(SourceError::io("set the time of", path))?;
+                    .io_context("set the time of", path)?;
             }
         }
         Ok(())

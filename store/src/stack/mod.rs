@@ -112,7 +112,6 @@ pub mod templates;
 pub mod why;
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::PathBuf;
 
 use crate::build::{BuildError, BuildSpec};
@@ -130,13 +129,9 @@ pub use run::{
 /// Errors of the stack layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
-    /// The stack file cannot be read.
-    #[error("cannot read stack file {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// A stack or package file cannot be read.
+    #[error(transparent)]
+    Read(#[from] crate::IoError),
     /// The stack file is wrong at `line:column` (1-based; the column counts characters).
     #[error("{file}:{line}:{column}: {message}")]
     Invalid {

@@ -25,6 +25,7 @@ use crate::artifact::check_name;
 use crate::build::{self, job, BuildError, BuildSpec};
 use crate::profile::{LinkRule, RuleAction};
 use crate::source::{Origin, SourceKey};
+use crate::IoContext;
 
 mod repo;
 
@@ -123,10 +124,7 @@ pub fn read(path: &Path) -> Result<Stack, StackError> {
 /// # Errors
 /// As [`read`].
 pub fn read_with(path: &Path, host: &HostSearch) -> Result<Stack, StackError> {
-    let text = std::fs::read_to_string(path).map_err(|source| StackError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).io_context("read stack file", path)?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse_with(&path.display().to_string(), &text, base, host)
 }

@@ -13,6 +13,7 @@ use crate::catalog::Catalog;
 use crate::hash::{Digest, ShortDigest};
 use crate::profile::{ProfileArtifact, ProfileDoc};
 use crate::store::{Store, StoreError};
+use crate::IoContext;
 
 /// What the catalog under test holds.
 #[derive(Debug, Clone)]
@@ -52,7 +53,7 @@ pub fn fill_local_store(store: &Store, scratch: &Path) -> Result<CatalogExpected
         let tree = scratch.join(name);
         let write = std::fs::create_dir_all(tree.join("bin"))
             .and_then(|()| std::fs::write(tree.join("bin").join(name), format!("#!/bin/sh\necho {name}\n")));
-        write.map_err(StoreError::io("write", &tree))?;
+        write.io_context("write", &tree)?;
         let added = store.add_tree(&tree, name, None, crate::tree::MtimePolicy::Zero, &|_| {})?;
         artifacts.push((added.record.id, added.record.root));
     }

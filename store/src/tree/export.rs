@@ -12,6 +12,7 @@ use rayon::prelude::*;
 use super::{Mtime, Node, Tree, TreeError};
 use crate::blob::BlobService;
 use crate::hash::Digest;
+use crate::IoContext;
 
 /// Which modification times an export gives what it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,14 +54,14 @@ pub fn export_tree_with_progress(
         .try_for_each(|(digest, path, executable, mtime)| {
             write_file(blobs, digest, path, *executable, progress)?;
             if recorded {
-                set_mtime(path, *mtime).map_err(TreeError::io("set the mtime of", path))?;
+                set_mtime(path, *mtime).io_context("set the mtime of", path)?;
             }
             Ok::<_, TreeError>(())
         })?;
     if recorded {
         // Directories after everything in them was created, which changed their mtimes.
         for (path, mtime) in written.symlinks.iter().chain(&written.dirs) {
-            set_mtime(path, *mtime).map_err(TreeError::io("set the mtime of", path))?;
+            set_mtime(path, *mtime).io_context("set the mtime of", path)?;
         }
     }
     Ok(())
@@ -98,8 +99,8 @@ fn create_dirs(
     mtime: Mtime,
     written: &mut Written,
 ) -> Result<(), TreeError> {
-    fs::create_dir(dir).map_err(TreeError::io("create directory", dir))?;
-    fs::set_permissions(dir, Permissions::from_mode(0o755)).map_err(TreeError::io("chmod", dir))?;
+    fs::create_dir(dir).io_context("create directory", dir)?;
+    fs::set_permissions(dir, Permissions::from_mode(0o755)).io_context("chmod", dir)?;
     written.dirs.push((dir.to_path_buf(), mtime));
     let tree = Tree::load(blobs, digest)?;
     for entry in tree.entries() {
@@ -110,8 +111,7 @@ fn create_dirs(
                 digest, executable, ..
             } => written.files.push((*digest, path, *executable, entry.mtime)),
             Node::Symlink { target } => {
-                symlink(std::ffi::OsStr::from_bytes(target), &path)
-                    .map_err(TreeError::io("create symlink", &path))?;
+                symlink(std::ffi::OsStr::from_bytes(target), &path).io_context("create symlink", &path)?;
                 written.symlinks.push((path, entry.mtime));
             }
         }
@@ -127,13 +127,13 @@ fn write_file(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(), TreeError> {
     let mut source = blobs.open(digest)?;
-    let out = File::create(path).map_err(TreeError::io("create", path))?;
+    let out = File::create(path).io_context("create", path)?;
     let mut out = Reporting { inner: out, progress };
-    std::io::copy(&mut source, &mut out).map_err(TreeError::io("write", path))?;
+    std::io::copy(&mut source, &mut out).io_context("write", path)?;
     let out = out.inner;
     let mode = if executable { 0o755 } else { 0o644 };
     out.set_permissions(Permissions::from_mode(mode))
-        .map_err(TreeError::io("chmod", path))?;
+        .io_context("chmod", path)?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::{Entry, Mtime, Node, Tree, TreeError};
 use crate::blob::{IngestBatch, PutOutcome};
 use crate::hash::Digest;
+use crate::{IoContext, IoError};
 
 /// Whether an object holds file content or a tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +103,7 @@ pub fn ingest_tree(
             path: root.to_path_buf(),
             hint: " (it does not exist; check the path)",
         },
-        _ => TreeError::io("stat", root)(e),
+        _ => IoError::new("stat", root, e).into(),
     })?;
     if !meta.is_dir() {
         return Err(TreeError::NotADirectory {
@@ -186,15 +187,15 @@ fn walk_dir(walk: &mut Walk, dir: &Path) -> Result<usize, TreeError> {
     let index = walk.dirs.len();
     walk.dirs.push(WalkedDir { entries: Vec::new() });
     let mut children: Vec<_> = fs::read_dir(dir)
-        .map_err(TreeError::io("read directory", dir))?
+        .io_context("read directory", dir)?
         .collect::<Result<_, _>>()
-        .map_err(TreeError::io("read directory", dir))?;
+        .io_context("read directory", dir)?;
     children.sort_by_key(|c| c.file_name());
     let mut entries = Vec::with_capacity(children.len());
     for child in children {
         let path = child.path();
         let name = child.file_name().as_bytes().to_vec();
-        let meta = fs::symlink_metadata(&path).map_err(TreeError::io("stat", &path))?;
+        let meta = fs::symlink_metadata(&path).io_context("stat", &path)?;
         let file_type = meta.file_type();
         let mtime = match walk.mtimes {
             // The kernel normalises timespecs; the clamp only keeps a broken FUSE server from
@@ -206,7 +207,7 @@ fn walk_dir(walk: &mut Walk, dir: &Path) -> Result<usize, TreeError> {
         let walked = if file_type.is_dir() {
             Walked::Dir(walk_dir(walk, &path)?)
         } else if file_type.is_symlink() {
-            let target = fs::read_link(&path).map_err(TreeError::io("read link", &path))?;
+            let target = fs::read_link(&path).io_context("read link", &path)?;
             Walked::Symlink(target.as_os_str().as_bytes().to_vec())
         } else if file_type.is_file() {
             let key = (meta.dev(), meta.ino());

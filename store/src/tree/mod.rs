@@ -36,12 +36,12 @@ mod ingest;
 pub use export::{export_tree, export_tree_with_progress, set_mtime, ExportTimes};
 pub use ingest::{ingest_tree, IngestedObject, IngestedTree, MtimePolicy, ObjectKind};
 
-use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::blob::{BlobError, BlobService};
 use crate::hash::Digest;
+use crate::IoError;
 
 /// The encoding written: entries with mtimes.
 const MAGIC: &[u8; 4] = b"HDT2";
@@ -149,23 +149,11 @@ pub enum TreeError {
     #[error("{path}: not a directory{hint}")]
     NotADirectory { path: PathBuf, hint: &'static str },
     /// A file system operation failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The blob layer failed.
     #[error(transparent)]
     Blob(#[from] BlobError),
-}
-
-impl TreeError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
-        let path = path.into();
-        move |source| TreeError::Io { action, path, source }
-    }
 }
 
 fn check_name(name: &[u8]) -> Result<(), TreeError> {

@@ -16,6 +16,7 @@ use toml::Spanned;
 use super::{FileId, Loc, RawPackage, Texts};
 use crate::artifact::check_name;
 use crate::stack::StackError;
+use crate::IoContext;
 
 /// One definition of a package (a stack entry or a package file) and the file it is in.
 #[derive(Debug)]
@@ -115,7 +116,7 @@ impl Repos {
                 },
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(StackError::Read { path, source }),
+                Err(source) => return Err(crate::IoError::new("inspect package file", &path, source).into()),
             }
         }
         Ok(found)
@@ -261,10 +262,7 @@ impl<'a> Resolver<'a> {
         if let Some(&id) = self.loaded.get(path) {
             return Ok(id);
         }
-        let text = fs::read_to_string(path).map_err(|source| StackError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = fs::read_to_string(path).io_context("read package file", path)?;
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let file = self.texts.add(path.display().to_string(), dir, text);
         let raw: RawPackage = self.texts.parse_toml(file)?;
