@@ -681,3 +681,54 @@ fn sweep_tmp(tmp: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A store holding one compressible object, and that object's digest.
+    fn store_with_compressed() -> (tempfile::TempDir, Store, Digest) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..20_000)
+            .flat_map(|n| format!("line {n}\n").into_bytes())
+            .collect();
+        let batch = store.objects().batch();
+        let digest = batch.put_bytes(&bytes).unwrap().digest;
+        batch.commit().unwrap();
+        (dir, store, digest)
+    }
+
+    /// Opens the object's copy through `cache` after ageing it by two hours; its mtime after.
+    fn mtime_after_use(cache: &CachedBlobService, digest: &Digest) -> SystemTime {
+        cache.open(digest).unwrap();
+        let copy = cache.path(digest);
+        let aged = SystemTime::now() - Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_modified(aged)
+            .unwrap();
+        cache.open(digest).unwrap();
+        fs::metadata(&copy).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn a_nodes_copies_are_touched_on_use_and_a_stores_are_not() {
+        let (_dir, store, digest) = store_with_compressed();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        assert!(
+            mtime_after_use(store.blobs(), &digest) < hour_ago,
+            "a store's copy was touched on use"
+        );
+        let node = tempfile::tempdir().unwrap();
+        let upstream: Arc<dyn BlobService> = store.objects().clone();
+        let cache = CachedBlobService::open(upstream, node.path(), CacheOptions::default()).unwrap();
+        assert!(
+            mtime_after_use(&cache, &digest) > hour_ago,
+            "a node's copy was not touched on use"
+        );
+    }
+}
