@@ -369,7 +369,7 @@ fn a_store_written_before_mtimes_still_verifies_exports_and_mounts() {
     use hdist_store::tree::{IngestedObject, ObjectKind};
     let t = TestStore::new();
     let store = hdist_store::Store::open(&t.store()).unwrap();
-    let batch = store.blobs().batch();
+    let batch = store.objects().batch();
     let content = b"#!/bin/sh\necho old\n";
     let blob = batch.put_bytes(content).unwrap();
     let mut file_payload = (content.len() as u64).to_le_bytes().to_vec();

@@ -153,7 +153,7 @@ impl Store {
     pub fn create_profile_doc(&self, name: &str, doc: &ProfileDoc) -> Result<Generation, StoreError> {
         check_name(name)?;
         let _writer = self.writer_lock()?;
-        let batch = self.blobs().batch();
+        let batch = self.objects().batch();
         let mut doc = doc.clone();
         for artifact in &mut doc.artifacts {
             if !artifact.rules.is_empty() && artifact.view.is_none() {
@@ -560,7 +560,7 @@ impl Store {
                     let wanted_mode = if executable { 0o555 } else { 0o444 };
                     // Links share the copy's inode, so each mtime needs a copy of its own.
                     let variant = format!("{}.{:09}", mtime.seconds(), mtime.nanos());
-                    let source = self.blobs().linkfarm_copy(&digest, &variant)?;
+                    let source = self.objects().linkfarm_copy(&digest, &variant)?;
                     set_mtime(&source, mtime).io_context("set the mtime of", &source)?;
                     if executable {
                         // The shared copy carries the executable bit if any user of it needs it.

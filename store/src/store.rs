@@ -6,6 +6,7 @@
 //! ├── artifacts/<name>/<hash>.json    artifact documents, written last (commit points)
 //! ├── profiles/<name>/…               profile generations (see `profile`)
 //! ├── cache/blobs/                    decompressed verified copies for open/mmap/passthrough
+//! │                                   (size-bounded; see `remote::cached`)
 //! ├── tmp/                            per-process scratch (swept when its process is gone)
 //! ├── gc.lock                         shared by writers, exclusive for GC
 //! ├── init.lock                       serialises creation and index migration
@@ -39,10 +40,11 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::artifact::{check_version, ArtifactId, ArtifactRecord, IdError};
-use crate::blob::{BlobError, BlobService, LocalBlobService};
+use crate::blob::{BlobError, BlobService, CopiesReport, LocalBlobService};
 use crate::hash::{hash_document, Digest, HashError};
 use crate::index::{Index, IndexError, IndexTotals};
 use crate::modes;
+use crate::remote::cached::{CacheLayout, CacheOptions, CachedBlobService, STORE_COPIES_LIMIT};
 use crate::scratch::Scratch;
 use crate::suggest::DidYouMean;
 use crate::tree::{self, IngestedObject, Node, ObjectKind, Tree, TreeError};
@@ -150,7 +152,8 @@ pub struct ScannedDocument {
 pub struct Store {
     root: PathBuf,
     scratch: Arc<Scratch>,
-    blobs: Arc<LocalBlobService>,
+    objects: Arc<LocalBlobService>,
+    blobs: Arc<CachedBlobService>,
     index: Index,
 }
 
@@ -178,7 +181,15 @@ impl Store {
             let dir = root.join(sub);
             modes::create_dir_all(&dir, modes::SHARED_DIR).io_context("create directory", &dir)?;
         }
-        let blobs = Arc::new(LocalBlobService::open(root, scratch.clone())?);
+        let objects = Arc::new(LocalBlobService::open(root, scratch.clone())?);
+        let copies = CacheLayout::Store {
+            root: root.to_path_buf(),
+            scratch: scratch.clone(),
+        };
+        let limit = CacheOptions {
+            limit: STORE_COPIES_LIMIT,
+        };
+        let blobs = Arc::new(CachedBlobService::with_layout(objects.clone(), copies, limit)?);
         let index_path = root.join("index.sqlite");
         let (index, moved) = if move_damaged_index {
             Index::open_or_move_aside(&index_path)?
@@ -190,6 +201,7 @@ impl Store {
             Store {
                 root: root.to_path_buf(),
                 scratch,
+                objects,
                 blobs,
                 index,
             },
@@ -202,9 +214,24 @@ impl Store {
         &self.root
     }
 
-    /// The blob backend.
-    pub fn blobs(&self) -> &Arc<LocalBlobService> {
+    /// The blobs, as every reader reads them: the store's objects behind the layer that keeps
+    /// their decompressed copies for `open` (`cache/blobs/`; raw objects are served in place).
+    pub fn blobs(&self) -> &Arc<CachedBlobService> {
         &self.blobs
+    }
+
+    /// The object backend, for what only it does: adding objects, listing, locating and
+    /// verifying them, linkfarm copies. Readers use [`Store::blobs`].
+    pub fn objects(&self) -> &Arc<LocalBlobService> {
+        &self.objects
+    }
+
+    /// Re-hashes every decompressed copy and linkfarm copy (`hdist store verify`); with
+    /// `repair`, a bad one is made again from its object (verified on the way) or dropped.
+    pub fn verify_copies(&self, repair: bool) -> CopiesReport {
+        let mut report = self.blobs.verify_copies(repair);
+        report.merge(self.objects.verify_linkfarm(repair));
+        report
     }
 
     /// This process's scratch space.
@@ -305,7 +332,7 @@ impl Store {
             check_version(version)?;
         }
         let _writer = self.writer_lock()?;
-        let batch = self.blobs.batch();
+        let batch = self.objects.batch();
         let ingested = tree::ingest_tree(&batch, dir, mtimes, progress)?;
         let stored = batch.commit()?;
         let hash = hash_document(
@@ -647,10 +674,10 @@ impl Store {
 
     /// [`Store::reindex`] for a caller that holds `gc.lock` exclusively already.
     pub(crate) fn reindex_locked(&self) -> Result<ReindexReport, StoreError> {
-        let stored = self.blobs.list()?;
+        let stored = self.objects.list()?;
         let mut objects = Vec::with_capacity(stored.len());
         for object in &stored {
-            let size = self.blobs.raw_size(object)?;
+            let size = self.objects.raw_size(object)?;
             objects.push(IngestedObject {
                 outcome: crate::blob::PutOutcome {
                     digest: object.digest,

@@ -384,7 +384,7 @@ impl Verification<'_> {
 
 fn check_objects(v: &mut Verification<'_>) -> Result<(), StoreError> {
     use rayon::prelude::*;
-    let blobs = v.store.blobs().clone();
+    let blobs = v.store.objects().clone();
     let objects = blobs.list()?;
     let progress = v.progress;
     let results: Vec<_> = objects
@@ -561,7 +561,7 @@ fn check_index(v: &mut Verification<'_>) -> Result<(), StoreError> {
 /// Applies the fixes of every problem, in the protocol's removal order (see the module docs).
 /// Copies are caches: a bad one is always re-made (from its object, verified again).
 fn check_copies(v: &mut Verification<'_>) -> Result<(), StoreError> {
-    v.report.copies = v.store.blobs().verify_copies(true)?;
+    v.report.copies = v.store.verify_copies(true);
     Ok(())
 }
 

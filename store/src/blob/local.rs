@@ -6,9 +6,6 @@
 //! │   └── ab/
 //! │       ├── ab12…ef        raw content (compression saved less than 3 %)
 //! │       └── ab34…01.zst    one zstd frame of the content, content size in the frame header
-//! ├── cache/blobs/
-//! │   └── ab/ab34…01         decompressed, verified copy of a .zst object (size-bounded,
-//! │                          oldest first evicted); what `open` hands out for mmap/passthrough
 //! └── linkfarm/
 //!     └── ab/ab34…01@<mtime> copy that `profile export --link` links to (GC removes it)
 //! ```
@@ -16,17 +13,21 @@
 //! An object reaches `objects/` by `rename` only after its bytes are durable, so a crash leaves
 //! either the whole object or nothing (plus scratch files that the next process sweeps).
 //!
-//! `open` hands out a raw object itself, or the decompressed copy of a compressed one. Each is
-//! hashed the first time a process opens it and re-hashed when its stamp changed since (see
-//! [`super::copies`]): a bad copy is re-made from its object, a bad raw object is an error.
-//! [`LocalBlobService::verify_copies`] re-hashes every copy (`hdist store verify`).
+//! This backend keeps objects only. The decompressed copies that readers `open` (for mmap and
+//! FUSE passthrough, in `<store>/cache/blobs/`, size-bounded) belong to the caching layer in
+//! front of it ([`crate::remote::CachedBlobService`], what [`crate::store::Store::blobs`]
+//! reads through), which copies a compressed object out through [`BlobService::copy_to`]. A raw
+//! object needs no copy: [`BlobService::open_in_place`] hands out its own file, hashed the first
+//! time a process opens it and re-hashed when its stamp changed since (see [`super::copies`]);
+//! a bad raw object is an error, there is nothing to re-make it from. Opened without the layer,
+//! a compressed object is decompressed into an unnamed file in scratch space, gone once closed.
+//! [`LocalBlobService::verify_linkfarm`] re-hashes every linkfarm copy (`hdist store verify`).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::copies::{check_copies, drop_copy, Checked, CopiesReport, TrustedCopies, VerifiedCopy};
 use super::{fanout, BlobError, BlobService, Codec};
@@ -41,8 +42,6 @@ const IN_MEMORY_LIMIT: u64 = 64 << 20;
 const ZSTD_LEVEL: i32 = 3;
 /// Between the digest and the variant in a linkfarm copy's name.
 const LINKFARM_VARIANT_SEPARATOR: char = '@';
-/// Default bound of the decompressed cache.
-pub const DEFAULT_CACHE_LIMIT: u64 = 8 << 30;
 
 /// Where an object is and how it is stored.
 #[derive(Debug, Clone)]
@@ -74,24 +73,18 @@ pub struct PutOutcome {
 #[derive(Debug)]
 pub struct LocalBlobService {
     objects: PathBuf,
-    cache: PathBuf,
     linkfarm: PathBuf,
-    cache_limit: u64,
-    cache_bytes: OnceLock<AtomicU64>,
     scratch: Arc<Scratch>,
-    // Raw objects and cached copies are served as files: each is hashed once per process,
-    // then trusted while its stamp is unchanged (see `super::copies`).
+    // Raw objects are served in place: each is hashed once per process, then trusted while its
+    // stamp is unchanged (see `super::copies`).
     trusted: TrustedCopies,
 }
 
 impl LocalBlobService {
-    /// Opens (and creates if needed) the object and cache directories below `root`.
+    /// Opens (and creates if needed) the object directory below `root`.
     pub fn open(root: &Path, scratch: Arc<Scratch>) -> Result<Self, BlobError> {
         let objects = root.join("objects");
-        let cache = root.join("cache").join("blobs");
-        for dir in [&objects, &cache] {
-            modes::create_dir_all(dir, modes::SHARED_DIR).io_context("create directory", dir)?;
-        }
+        modes::create_dir_all(&objects, modes::SHARED_DIR).io_context("create directory", &objects)?;
         // All 256 fan-out directories exist from the start, so adding an object never has to
         // create one (a mkdir per object was a third of an ingest's system time).
         if !objects.join("ff").is_dir() {
@@ -99,19 +92,10 @@ impl LocalBlobService {
         }
         Ok(LocalBlobService {
             objects,
-            cache,
             linkfarm: root.join("linkfarm"),
-            cache_limit: DEFAULT_CACHE_LIMIT,
-            cache_bytes: OnceLock::new(),
             scratch,
             trusted: TrustedCopies::default(),
         })
-    }
-
-    /// Sets the bound of the decompressed cache in bytes.
-    pub fn with_cache_limit(mut self, limit: u64) -> Self {
-        self.cache_limit = limit;
-        self
     }
 
     /// The `objects/` directory.
@@ -253,42 +237,24 @@ impl LocalBlobService {
         Ok(fs::set_permissions(dest, fs::Permissions::from_mode(0o444)).io_context("chmod", dest)?)
     }
 
-    /// Re-hashes every decompressed copy (`cache/blobs/`) and linkfarm copy. With `repair`, a
-    /// bad copy is made again from its object (verified on the way) or, if the object is bad
-    /// or gone too, dropped; without, it is only reported. Copies are caches: re-making one
-    /// loses nothing.
-    pub fn verify_copies(&self, repair: bool) -> Result<CopiesReport, BlobError> {
-        let remake = |path: &Path, digest: &Digest, linkfarm: bool| -> String {
-            self.trusted.forget(digest);
+    /// Re-hashes every linkfarm copy. With `repair`, a bad copy is made again from its object
+    /// (verified on the way) or, if the object is bad or gone too, dropped; without, it is
+    /// only reported.
+    pub fn verify_linkfarm(&self, repair: bool) -> CopiesReport {
+        check_copies(&self.linkfarm, Self::linkfarm_digest, |path, digest| {
             if !repair {
                 return "left in place (repair re-makes it)".to_string();
             }
-            let made = self.require(digest).and_then(|object| {
-                if linkfarm {
-                    self.make_linkfarm_copy(&object, path)
-                } else {
-                    self.materialize(&object, path).map(drop)
-                }
-            });
-            match made {
-                Ok(()) if linkfarm => "re-made from its verified object; files hard-linked to it by \
+            match self
+                .require(digest)
+                .and_then(|object| self.make_linkfarm_copy(&object, path))
+            {
+                Ok(()) => "re-made from its verified object; files hard-linked to it by \
                      `hdist profile export --link hardlink` keep the damaged bytes: export again"
                     .to_string(),
-                Ok(()) => "re-made from its verified object".to_string(),
                 Err(e) => drop_copy(path, &format!("it cannot be re-made: {e}")),
             }
-        };
-        let mut report = check_copies(
-            &self.cache,
-            |name| Digest::from_hex(name).ok(),
-            |path, digest| remake(path, digest, false),
-        );
-        report.merge(check_copies(
-            &self.linkfarm,
-            Self::linkfarm_digest,
-            |path, digest| remake(path, digest, true),
-        ));
-        Ok(report)
+        })
     }
 
     /// The digest a linkfarm copy named `name` holds (see [`Self::linkfarm_copy`]; copies
@@ -303,11 +269,6 @@ impl LocalBlobService {
         &self.linkfarm
     }
 
-    /// The decompressed cache directory.
-    pub fn cache_dir(&self) -> &Path {
-        &self.cache
-    }
-
     /// Starts a batch of additions; see [`IngestBatch`].
     pub fn batch(&self) -> IngestBatch<'_> {
         IngestBatch {
@@ -316,46 +277,13 @@ impl LocalBlobService {
         }
     }
 
-    fn cache_path(&self, digest: &Digest) -> PathBuf {
-        fanout::path(&self.cache, digest)
-    }
-
-    fn cache_counter(&self) -> &AtomicU64 {
-        self.cache_bytes
-            .get_or_init(|| AtomicU64::new(fanout::total_len(&self.cache)))
-    }
-
-    /// Decompresses `object` into the cache, verifying it on the way, and opens the copy.
-    fn fill_cache(&self, object: &StoredObject) -> Result<File, BlobError> {
-        let dest = self.cache_path(&object.digest);
-        let size = self.materialize(object, &dest)?;
-        // Opened before eviction runs: even if the new copy is evicted at once, this handle
-        // keeps reading it.
-        let copy = File::open(&dest).io_context("open", &dest)?;
-        let total = self.cache_counter().fetch_add(size, Ordering::Relaxed) + size;
-        if total > self.cache_limit {
-            self.evict_cache();
-        }
-        Ok(copy)
-    }
-
     /// Writes the verified raw content of `object` to `dest` (scratch file, then rename).
     fn materialize(&self, object: &StoredObject, dest: &Path) -> Result<u64, BlobError> {
-        let tmp = self.scratch.fresh_path("cache");
-        let source = File::open(&object.path).io_context("open", &object.path)?;
+        let tmp = self.scratch.fresh_path("linkfarm");
         let mut out = modes::create_file(&tmp).io_context("create", &tmp)?;
-        let mut tee = HashingWriter {
-            inner: &mut out,
-            hasher: DigestWriter::new(),
-        };
-        let decoded = decode_into(object, source, &mut tee);
-        let actual = tee.hasher.finish();
-        let cleanup = |e| {
+        let size = decode_verified(object, &mut out).inspect_err(|_| {
             let _ = fs::remove_file(&tmp);
-            e
-        };
-        let size = decoded.map_err(cleanup)?;
-        check(object, actual).map_err(cleanup)?;
+        })?;
         if let Some(parent) = dest.parent() {
             modes::create_dir_all(parent, modes::SHARED_DIR).io_context("create directory", parent)?;
         }
@@ -363,11 +291,23 @@ impl LocalBlobService {
         Ok(size)
     }
 
-    fn evict_cache(&self) {
-        self.cache_counter().store(
-            fanout::evict_oldest(&self.cache, self.cache_limit),
-            Ordering::Relaxed,
-        );
+    /// The raw object's own file, verified (see [`super::copies`]); `None` for a compressed one.
+    fn open_raw(&self, object: &StoredObject) -> Result<Option<VerifiedCopy>, BlobError> {
+        if object.codec != Codec::Raw {
+            return Ok(None);
+        }
+        let checked = self
+            .trusted
+            .open(&object.digest, &object.path)
+            .io_context("read", &object.path)?;
+        match checked {
+            Checked::Good(copy) => Ok(Some(copy)),
+            Checked::Missing => Err(BlobError::NotFound {
+                digest: object.digest,
+                location: self.objects.clone(),
+            }),
+            Checked::Bad { actual } => Err(corrupt(object, actual)),
+        }
     }
 }
 
@@ -410,46 +350,28 @@ impl BlobService for LocalBlobService {
 
     fn open_copy(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
         let object = self.require(digest)?;
-        match object.codec {
-            // The object itself is handed out: a bad one is an error, there is nothing to
-            // re-make it from.
-            Codec::Raw => match self
-                .trusted
-                .open(digest, &object.path)
-                .io_context("read", &object.path)?
-            {
-                Checked::Good(copy) => Ok(copy),
-                Checked::Missing => Err(BlobError::NotFound {
-                    digest: *digest,
-                    location: self.objects.clone(),
-                }),
-                Checked::Bad { actual } => Err(corrupt(&object, actual)),
-            },
-            Codec::Zstd => {
-                // Copies are written without fsync and may have been written to since: a bad
-                // one is re-made from the object, which is verified on the way.
-                let cached = self.cache_path(digest);
-                match self.trusted.open(digest, &cached) {
-                    Ok(Checked::Good(copy)) => return Ok(copy),
-                    Ok(Checked::Missing) => {}
-                    Ok(Checked::Bad { actual }) => log::warn!(
-                        "decompressed copy {} of object {digest} is damaged (it hashes to \
-                         {actual}); making it again from the object",
-                        cached.display()
-                    ),
-                    Err(e) => log::warn!(
-                        "cannot read the decompressed copy {} of object {digest}: {e}; making \
-                         it again from the object",
-                        cached.display()
-                    ),
-                }
-                let file = self.fill_cache(&object)?;
-                Ok(self
-                    .trusted
-                    .trust(digest, &cached, file)
-                    .io_context("stat", &cached)?)
-            }
+        if let Some(in_place) = self.open_raw(&object)? {
+            return Ok(in_place);
         }
+        // No caching layer in front (readers of the store go through one): an unnamed file in
+        // scratch space, gone once closed.
+        let scratch = self.scratch.dir();
+        let mut file = tempfile::tempfile_in(scratch).io_context("create a file in", scratch)?;
+        decode_verified(&object, &mut file)?;
+        file.rewind().io_context("seek", scratch)?;
+        Ok(VerifiedCopy::new(file, *digest, object.path.clone()).io_context("stat", &object.path)?)
+    }
+
+    fn open_in_place(&self, digest: &Digest) -> Result<Option<VerifiedCopy>, BlobError> {
+        self.open_raw(&self.require(digest)?)
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+
+    fn copy_to(&self, digest: &Digest, out: &mut File) -> Result<u64, BlobError> {
+        decode_verified(&self.require(digest)?, out)
     }
 }
 
@@ -670,6 +592,21 @@ fn decode_into(object: &StoredObject, file: File, out: &mut impl Write) -> Resul
             })
         }
     }
+}
+
+/// Decodes a stored object into `out` (emptied first), hashing it on the way; the raw size,
+/// or an error if it does not hash to its digest (`out` then holds bytes to discard).
+fn decode_verified(object: &StoredObject, out: &mut File) -> Result<u64, BlobError> {
+    out.set_len(0).io_context("truncate", &object.path)?;
+    out.rewind().io_context("seek", &object.path)?;
+    let source = File::open(&object.path).io_context("open", &object.path)?;
+    let mut tee = HashingWriter {
+        inner: out,
+        hasher: DigestWriter::new(),
+    };
+    let size = decode_into(object, source, &mut tee)?;
+    check(object, tee.hasher.finish())?;
+    Ok(size)
 }
 
 fn check(object: &StoredObject, actual: Digest) -> Result<(), BlobError> {

@@ -132,6 +132,24 @@ pub trait BlobService: Send + Sync + std::fmt::Debug {
         VerifiedCopy::new(file, *digest, name).map_err(BlobError::object_io("stat", digest))
     }
 
+    /// The backend's own file of the object, verified, when it keeps the raw content as a file
+    /// it can hand out as is (a local object stored uncompressed): then nothing needs copying.
+    /// `Ok(None)` when a reader needs a copy made first (compressed, remote or in-memory
+    /// content), which [`crate::remote::CachedBlobService`] in front of it makes. An absent
+    /// object may be `Ok(None)` too (the copy then fails `NotFound`). The default: `Ok(None)`.
+    fn open_in_place(&self, _digest: &Digest) -> Result<Option<VerifiedCopy>, BlobError> {
+        Ok(None)
+    }
+
+    /// Whether the objects are on this machine, so that reading one again costs no more than
+    /// reading a copy of it: a [`crate::remote::CachedBlobService`] in front of such a backend
+    /// keeps only the files `open` hands out and sends `has`, `size` and `read` straight to it.
+    /// The default (`false`) has the cache keep everything it reads, which is right for any
+    /// backend and only wasteful for a local one.
+    fn is_local(&self) -> bool {
+        false
+    }
+
     /// Writes the verified raw content into `out` (emptied first) and returns its length.
     /// A remote backend streams it there without holding the object in memory. On error `out`
     /// may hold partial or unverified bytes: the caller discards it.

@@ -1,6 +1,7 @@
 //! The blob contract suite ([`crate::testing::blob_contract`]) run over the backends this
-//! crate can set up alone: memory, local, and the caching layer ([`CachedBlobService`]) over
-//! each of them. HTTP and cached-over-HTTP run it from the integration tests, which own the
+//! crate can set up alone: memory, local, the caching layer ([`CachedBlobService`]) over each
+//! of them, and a store's blobs as readers get them (local objects behind the layer in the
+//! store's layout). HTTP and cached-over-HTTP run it from the integration tests, which own the
 //! test server.
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ fn memory_backend_meets_the_blob_contract() {
 fn store_with(samples: &BlobSamples) -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let batch = store.blobs().batch();
+    let batch = store.objects().batch();
     for sample in samples.stored() {
         assert_eq!(batch.put_bytes(&sample.bytes).unwrap().digest, sample.digest);
     }
@@ -48,7 +49,7 @@ fn corrupt_local_victim(blobs: &LocalBlobService, samples: &BlobSamples) {
 fn local_backend_meets_the_blob_contract() {
     let samples = BlobSamples::new();
     let (_dir, store) = store_with(&samples);
-    let blobs: &Arc<LocalBlobService> = store.blobs();
+    let blobs: &Arc<LocalBlobService> = store.objects();
     let corrupt_victim = || corrupt_local_victim(blobs, &samples);
     blob_contract::run("local", blobs.as_ref(), &samples, Some(&corrupt_victim));
 }
@@ -70,12 +71,41 @@ fn cache_over_local_meets_the_blob_contract() {
     let samples = BlobSamples::new();
     let (_dir, store) = store_with(&samples);
     let cache = tempfile::tempdir().unwrap();
-    let upstream: Arc<dyn BlobService> = store.blobs().clone();
+    let upstream: Arc<dyn BlobService> = store.objects().clone();
     let cached = CachedBlobService::open(upstream, cache.path(), CacheOptions::default()).unwrap();
-    let corrupt_victim = || corrupt_local_victim(store.blobs(), &samples);
+    let corrupt_victim = || corrupt_local_victim(store.objects(), &samples);
     blob_contract::run("cache over local", &cached, &samples, Some(&corrupt_victim));
     assert!(
         !cached.is_cached(&samples.victim.digest),
         "the corrupt victim reached the cache"
     );
+}
+
+#[test]
+fn store_blobs_meet_the_blob_contract() {
+    let samples = BlobSamples::new();
+    let (dir, store) = store_with(&samples);
+    let corrupt_victim = || corrupt_local_victim(store.objects(), &samples);
+    blob_contract::run(
+        "store blobs",
+        store.blobs().as_ref(),
+        &samples,
+        Some(&corrupt_victim),
+    );
+    // Copies only of what is compressed, in the store's own place for them; a raw object is
+    // served in place.
+    let copies = dir.path().join("cache").join("blobs");
+    assert_eq!(store.blobs().copies_dir(), copies);
+    for sample in samples.stored() {
+        let object = store.objects().locate(&sample.digest).unwrap().unwrap();
+        let copy = super::fanout::path(&copies, &sample.digest);
+        assert_eq!(
+            copy.exists(),
+            object.codec == Codec::Zstd,
+            "{}: stored {:?}, copy at {}",
+            sample.name,
+            object.codec,
+            copy.display()
+        );
+    }
 }

@@ -275,7 +275,7 @@ pub fn build(
         }
     };
 
-    let batch = store.blobs().batch();
+    let batch = store.objects().batch();
     let ingested =
         tree::ingest_tree(&batch, &staging, tree::MtimePolicy::Keep, &|_| {}).map_err(StoreError::from)?;
     let log_bytes = fs::read(&log_path).io_context("read", &log_path)?;

@@ -37,7 +37,7 @@ impl Sweep {
     ) -> Result<Self, GcError> {
         let mut report = GcReport::default();
         let mut objects = Vec::new();
-        for object in store.blobs().list().map_err(StoreError::from)? {
+        for object in store.objects().list().map_err(StoreError::from)? {
             if marked.objects.contains(&object.digest) {
                 report.kept_objects += 1;
                 continue;
@@ -60,7 +60,7 @@ impl Sweep {
             .map(|g| format!("{}/{}", g.name, g.number))
             .collect();
         report.sources = roots.doomed_sources.iter().map(|s| s.key.to_string()).collect();
-        let copies: Vec<_> = [store.blobs().cache_dir(), store.blobs().linkfarm_dir()]
+        let copies: Vec<_> = [store.blobs().copies_dir(), store.objects().linkfarm_dir()]
             .iter()
             .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
             .flat_map(|fanout| fs::read_dir(fanout.path()).into_iter().flatten().flatten())

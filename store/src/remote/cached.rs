@@ -1,6 +1,9 @@
-//! [`CachedBlobService`]: a node-local, size-bounded cache of verified objects in front of a
-//! remote backend. Nothing in it is specific to HTTP: the upstream is any [`BlobService`], and
-//! the blob contract suite runs it over memory and local upstreams too.
+//! [`CachedBlobService`]: the one layer that keeps verified, decompressed copies of objects on
+//! local disk, bounded in size, in front of any upstream [`BlobService`]. Two places use it,
+//! each with its [`CacheLayout`]:
+//!
+//! - **A node's cache of a remote store** (`hdist mount --remote --cache DIR`), which keeps
+//!   everything it fetched (trees and documents too):
 //!
 //! ```text
 //! <cache>/
@@ -8,17 +11,35 @@
 //! │                        only after it matched its digest; mtime = last use (LRU)
 //! ├── manifests/<id>.json  the last manifest whose signature verified, per mirror set, so a
 //! │                        node restarted while the server is down still mounts
-//! └── tmp/<pid>-<n>        downloads being assembled (renamed into objects/ when verified)
+//! └── tmp/<random>-<n>     downloads being assembled (renamed into objects/ when verified)
 //! ```
 //!
-//! Several mounts (even of different users, given permissions) may share one cache directory:
-//! every file reaches `objects/` by an atomic rename of identical bytes, so concurrent fills of
-//! the same object are harmless, and eviction only unlinks (open descriptors stay valid). A
-//! cached copy is re-hashed the first time a process uses it and whenever its stamp (inode,
+//! - **A local store's copies** (what [`crate::store::Store::blobs`] reads through): a copy
+//!   under `<store>/cache/blobs/ab/ab12…` of each compressed object that was opened (for
+//!   `pread`, mmap and FUSE passthrough), assembled in the process's scratch space and given
+//!   the store's modes. An object stored raw needs no copy: its own file is served in place
+//!   ([`BlobService::open_in_place`]), and `has`, `size` and `read` go straight to the objects
+//!   ([`BlobService::is_local`]).
+//!
+//! Both bound the bytes of their copies and, past the bound, remove the oldest by mtime down to
+//! 90 % of it ([`fanout::evict_oldest`]). A node's cache refreshes a copy's mtime when it is
+//! used (at most once a minute), so the least recently used go first. A store's copies are not
+//! touched, so the oldest made go first: a touch changes the copy's ctime and so its stamp,
+//! which makes every other process holding the copy re-hash all of it at its next check (a
+//! mount checks after each READ), and a store is read by many processes at once (mounts,
+//! `hdist cat`, exports); besides, a store's copy evicted early is made again from the local
+//! object at decompression speed, where a node's costs a download.
+//!
+//! Several processes (even of different users, given permissions) may share one cache: every
+//! file reaches the copies directory by an atomic rename of identical bytes, so concurrent fills
+//! of the same object are harmless, and eviction only unlinks (open descriptors stay valid). A
+//! node's cache takes its modes from the umask, so users who share it make it group-writable by
+//! theirs. A copy is re-hashed the first time a process uses it and whenever its stamp (inode,
 //! size, mtime, ctime) changed since (see [`crate::blob::copies`]), so a torn write from a
-//! crash or a tampered cache is dropped and fetched again, never served; the process's own
-//! LRU touches take a new stamp. [`CachedBlobService::verify_cache`] re-hashes every copy
-//! (`hdist store verify --cache DIR`).
+//! crash or a tampered copy is dropped and made again, never served; the process's own LRU
+//! touches take a new stamp. [`CachedBlobService::verify_copies`] (`hdist store verify`) and
+//! [`CachedBlobService::verify_cache`] (`hdist store verify --cache DIR`, no mount needed)
+//! re-hash every copy.
 //!
 //! Large files published as chunks are never fetched whole by [`BlobService::read_at`]: only
 //! the chunks a read touches are fetched (and cached as objects of their own).
@@ -36,24 +57,97 @@ use super::chunks::ChunkTable;
 use crate::blob::copies::{check_copies, drop_copy, Checked, TrustedCopies};
 use crate::blob::{fanout, BlobError, BlobService, CopiesReport, VerifiedCopy};
 use crate::hash::{Digest, DigestWriter};
+use crate::modes;
+use crate::scratch::Scratch;
 use crate::{IoContext, IoError};
 
-/// A use refreshes a cached file's mtime only if it is older than this (one syscall per
+/// A use refreshes a node cache's copy's mtime only if it is older than this (one syscall per
 /// object per minute, not per open).
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
 /// Parallel fetches for prefetching and for assembling chunked files.
 const FETCH_THREADS: usize = 16;
+/// Default bound of a store's decompressed copies.
+pub const STORE_COPIES_LIMIT: u64 = 8 << 30;
 
 /// How the cache behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct CacheOptions {
-    /// Bound on the bytes under `objects/`; the least recently used are evicted beyond it.
+    /// Bound on the bytes of the copies; beyond it the oldest are evicted.
     pub limit: u64,
 }
 
 impl Default for CacheOptions {
     fn default() -> CacheOptions {
         CacheOptions { limit: 4 << 30 }
+    }
+}
+
+/// Where a cache keeps its copies and how it writes them (see the module docs).
+#[derive(Debug)]
+pub enum CacheLayout {
+    /// A node's cache of a remote store in this directory: copies in `objects/`, assembled in
+    /// `tmp/` under random names (what a killed process leaves there is swept after an hour),
+    /// modes from the umask, copies touched on use (LRU).
+    Node(PathBuf),
+    /// The decompressed copies of the store at `root`, in `cache/blobs/`: assembled in
+    /// `scratch` (the process's scratch space in that store), the store's modes, not touched
+    /// on use (the oldest made are evicted first).
+    Store {
+        /// The store directory.
+        root: PathBuf,
+        /// This process's scratch space in the store.
+        scratch: Arc<Scratch>,
+    },
+}
+
+impl CacheLayout {
+    fn root(&self) -> &Path {
+        match self {
+            CacheLayout::Node(root) | CacheLayout::Store { root, .. } => root,
+        }
+    }
+
+    fn copies_dir(&self) -> PathBuf {
+        match self {
+            CacheLayout::Node(root) => root.join("objects"),
+            CacheLayout::Store { root, .. } => root.join("cache").join("blobs"),
+        }
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        match self {
+            CacheLayout::Node(_) => fs::create_dir_all(dir),
+            CacheLayout::Store { .. } => modes::create_dir_all(dir, modes::SHARED_DIR),
+        }
+    }
+
+    fn create_file(&self, path: &Path) -> io::Result<File> {
+        match self {
+            CacheLayout::Node(_) => File::create(path),
+            CacheLayout::Store { .. } => modes::create_file(path),
+        }
+    }
+
+    /// Whether a use refreshes a copy's mtime (see the module docs for why only a node's).
+    fn touches_on_use(&self) -> bool {
+        matches!(self, CacheLayout::Node(_))
+    }
+
+    /// Creates the directories; sweeps a node's leftover downloads. Returns the copies
+    /// directory.
+    fn prepare(&self) -> Result<PathBuf, BlobError> {
+        let copies = self.copies_dir();
+        let mut dirs = vec![copies.clone()];
+        if let CacheLayout::Node(root) = self {
+            dirs.extend([root.join("tmp"), root.join("manifests")]);
+        }
+        for dir in &dirs {
+            self.create_dir_all(dir).io_context("create directory", dir)?;
+        }
+        if let CacheLayout::Node(root) = self {
+            sweep_tmp(&root.join("tmp"));
+        }
+        Ok(copies)
     }
 }
 
@@ -64,13 +158,14 @@ struct InFlight {
     cond: Condvar,
 }
 
-/// Verified objects cached on local disk in front of `upstream`.
+/// Verified, decompressed copies on local disk in front of `upstream`.
 #[derive(Debug)]
 pub struct CachedBlobService {
     upstream: Arc<dyn BlobService>,
-    root: PathBuf,
-    objects: PathBuf,
-    tmp: PathBuf,
+    // `upstream.is_local()`: `has`, `size` and `read` go straight to it.
+    reads_through: bool,
+    layout: CacheLayout,
+    copies: PathBuf,
     options: CacheOptions,
     bytes: OnceLock<AtomicU64>,
     trusted: TrustedCopies,
@@ -81,23 +176,28 @@ pub struct CachedBlobService {
 }
 
 impl CachedBlobService {
-    /// A cache in `root` (created if needed) in front of `upstream`.
+    /// A node's cache in `root` (created if needed) in front of `upstream`
+    /// ([`CacheLayout::Node`]).
     pub fn open(
         upstream: Arc<dyn BlobService>,
         root: &Path,
         options: CacheOptions,
     ) -> Result<CachedBlobService, BlobError> {
-        let objects = root.join("objects");
-        let tmp = root.join("tmp");
-        for dir in [&objects, &tmp, &root.join("manifests")] {
-            fs::create_dir_all(dir).io_context("create directory", dir)?;
-        }
-        sweep_tmp(&tmp);
+        CachedBlobService::with_layout(upstream, CacheLayout::Node(root.to_path_buf()), options)
+    }
+
+    /// A cache laid out as `layout` (its directories created if needed) in front of `upstream`.
+    pub fn with_layout(
+        upstream: Arc<dyn BlobService>,
+        layout: CacheLayout,
+        options: CacheOptions,
+    ) -> Result<CachedBlobService, BlobError> {
+        let copies = layout.prepare()?;
         Ok(CachedBlobService {
+            reads_through: upstream.is_local(),
             upstream,
-            root: root.to_path_buf(),
-            objects,
-            tmp,
+            layout,
+            copies,
             options,
             bytes: OnceLock::new(),
             trusted: TrustedCopies::default(),
@@ -108,9 +208,14 @@ impl CachedBlobService {
         })
     }
 
-    /// The cache directory.
+    /// The directory the cache was opened in: a node's cache directory, or the store.
     pub fn root(&self) -> &Path {
-        &self.root
+        self.layout.root()
+    }
+
+    /// The directory holding the copies (fan-out layout, see [`fanout`]).
+    pub fn copies_dir(&self) -> &Path {
+        &self.copies
     }
 
     /// Objects this process fetched from upstream.
@@ -125,44 +230,64 @@ impl CachedBlobService {
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
-        fanout::path(&self.objects, digest)
+        fanout::path(&self.copies, digest)
     }
 
-    /// Whether the object is in the cache (not verified).
+    /// Whether the object has a copy here (not verified).
     pub fn is_cached(&self, digest: &Digest) -> bool {
         self.path(digest).exists()
     }
 
-    /// The cached copy, hashed the first time this process uses it and then trusted while its
-    /// stamp is unchanged (see [`crate::blob::copies`]); a copy that fails is removed.
+    /// The copy, hashed the first time this process uses it and then trusted while its stamp
+    /// is unchanged (see [`crate::blob::copies`]); a copy that fails is removed.
     fn cached(&self, digest: &Digest) -> Option<VerifiedCopy> {
         let path = self.path(digest);
-        match self.trusted.open(digest, &path) {
+        let problem = match self.trusted.open(digest, &path) {
             Ok(Checked::Good(copy)) => {
-                if touch(copy.file()) {
+                if self.layout.touches_on_use() && touch(copy.file()) {
                     self.trusted.restamp(&copy);
                 }
-                Some(copy)
+                return Some(copy);
             }
-            Ok(Checked::Missing) => None,
-            Ok(Checked::Bad { actual }) => {
-                log::error!(
-                    "cached copy {} is corrupt (hashes to {actual}); removing it and fetching again",
-                    path.display()
-                );
-                let _ = fs::remove_file(&path);
-                None
-            }
+            Ok(Checked::Missing) => return None,
+            Ok(Checked::Bad { actual }) => format!("is damaged (it hashes to {actual})"),
             Err(e) => {
-                log::error!(
-                    "cached copy {} cannot be read ({e}); removing it and fetching again",
-                    path.display()
-                );
                 self.trusted.forget(digest);
-                let _ = fs::remove_file(&path);
-                None
+                format!("cannot be read ({e})")
             }
-        }
+        };
+        log::warn!(
+            "copy {} of object {digest} {problem}; removing it and making it again",
+            path.display()
+        );
+        let _ = fs::remove_file(&path);
+        None
+    }
+
+    /// Re-hashes every copy. With `repair`, a bad copy is made again from upstream (verified
+    /// on the way) or, if that fails, dropped; without, it is only reported. Copies are
+    /// caches: re-making one loses nothing.
+    pub fn verify_copies(&self, repair: bool) -> CopiesReport {
+        check_copies(
+            &self.copies,
+            |name| Digest::from_hex(name).ok(),
+            |path, digest| {
+                self.trusted.forget(digest);
+                if !repair {
+                    return "left in place (repair re-makes it)".to_string();
+                }
+                let remade = self.produce(digest).and_then(|(tmp, _)| {
+                    fs::rename(&tmp, path).map_err(|e| {
+                        let _ = fs::remove_file(&tmp);
+                        BlobError::from(IoError::new("rename into place", path, e))
+                    })
+                });
+                match remade {
+                    Ok(()) => "re-made from its verified object".to_string(),
+                    Err(e) => drop_copy(path, &format!("it cannot be re-made: {e}")),
+                }
+            },
+        )
     }
 
     /// Re-hashes every copy in the cache at `root` (no mount needed: `hdist store verify
@@ -196,20 +321,29 @@ impl CachedBlobService {
 
     fn counter(&self) -> &AtomicU64 {
         self.bytes
-            .get_or_init(|| AtomicU64::new(fanout::total_len(&self.objects)))
+            .get_or_init(|| AtomicU64::new(fanout::total_len(&self.copies)))
     }
 
+    /// A new path on the copies' file system to assemble a copy at (not created).
     fn fresh_tmp(&self) -> PathBuf {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        // Random, not just pid + counter: mounts in other pid namespaces share the cache.
-        self.tmp.join(format!("{}-{n}", crate::scratch::random_token()))
+        match &self.layout {
+            CacheLayout::Node(root) => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed);
+                // Random, not just pid + counter: mounts in other pid namespaces share the cache.
+                let name = format!("{}-{n}", crate::scratch::random_token());
+                root.join("tmp").join(name)
+            }
+            CacheLayout::Store { scratch, .. } => scratch.fresh_path("cache"),
+        }
     }
 
     /// Moves a verified temp file into place and accounts for it.
     fn install(&self, digest: &Digest, tmp: &Path, len: u64) -> Result<VerifiedCopy, BlobError> {
         let dest = self.path(digest);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).io_context("create directory", parent)?;
+            self.layout
+                .create_dir_all(parent)
+                .io_context("create directory", parent)?;
         }
         fs::rename(tmp, &dest).io_context("rename into cache", &dest)?;
         // Opened before eviction runs: even if the new copy is evicted at once, this handle
@@ -241,15 +375,22 @@ impl CachedBlobService {
             });
         }
         let tmp = self.fresh_tmp();
-        fs::write(&tmp, bytes).io_context("write", &tmp)?;
+        self.layout
+            .create_file(&tmp)
+            .and_then(|mut file| file.write_all(bytes))
+            .io_context("write", &tmp)?;
         self.install(digest, &tmp, bytes.len() as u64).map(drop)
     }
 
-    /// The object as a cached file, fetching it (once, however many threads ask) if needed.
+    /// The object as a verified file: its copy, the upstream's own file if it serves one in
+    /// place, or a new copy (made once, however many threads ask).
     fn ensure(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
         loop {
-            if let Some(file) = self.cached(digest) {
-                return Ok(file);
+            if let Some(copy) = self.cached(digest) {
+                return Ok(copy);
+            }
+            if let Some(in_place) = self.upstream.open_in_place(digest)? {
+                return Ok(in_place);
             }
             let (flight, leader) = {
                 let mut map = self.inflight.lock().unwrap();
@@ -268,9 +409,9 @@ impl CachedBlobService {
                     done = flight.cond.wait(done).unwrap();
                 }
                 if let Some(Err(reason)) = done.as_ref() {
-                    return Err(
-                        IoError::new("fetch", digest.to_hex(), io::Error::other(reason.clone())).into(),
-                    );
+                    return Err(BlobError::object_io("make a local copy of", digest)(
+                        io::Error::other(reason.clone()),
+                    ));
                 }
                 continue;
             }
@@ -296,33 +437,41 @@ impl CachedBlobService {
             })
     }
 
-    /// Fetches an object into the cache.
+    /// Makes the object's copy.
     fn fill(&self, digest: &Digest) -> Result<VerifiedCopy, BlobError> {
+        let (tmp, len) = self.produce(digest)?;
+        self.install(digest, &tmp, len)
+    }
+
+    /// A verified temp file holding the object (assembled from its chunks, or streamed from
+    /// upstream) and its length, for [`Self::install`] to move into place.
+    fn produce(&self, digest: &Digest) -> Result<(PathBuf, u64), BlobError> {
         if let Some(table) = self.table_of(digest)? {
             return self.assemble(digest, &table);
         }
         // Streamed from upstream straight into the temp file: memory stays bounded whatever
         // the object's (or a hostile body's) size.
         let tmp = self.fresh_tmp();
-        let mut out = File::create(&tmp).io_context("create", &tmp)?;
-        let len = match self.upstream.copy_to(digest, &mut out) {
-            Ok(len) => len,
-            Err(e) => {
-                drop(out);
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
+        let mut out = self.layout.create_file(&tmp).io_context("create", &tmp)?;
+        let copied = self.upstream.copy_to(digest, &mut out);
         drop(out);
-        self.fetched.fetch_add(1, Ordering::Relaxed);
-        self.install(digest, &tmp, len)
+        match copied {
+            Ok(len) => {
+                self.fetched.fetch_add(1, Ordering::Relaxed);
+                Ok((tmp, len))
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
     }
 
     /// Builds a chunked file from its chunks (fetched in parallel), checking the whole.
-    fn assemble(&self, digest: &Digest, table: &ChunkTable) -> Result<VerifiedCopy, BlobError> {
+    fn assemble(&self, digest: &Digest, table: &ChunkTable) -> Result<(PathBuf, u64), BlobError> {
         self.fetch_all(&table.chunks)?;
         let tmp = self.fresh_tmp();
-        let mut out = File::create(&tmp).io_context("create", &tmp)?;
+        let mut out = self.layout.create_file(&tmp).io_context("create", &tmp)?;
         let mut hasher = DigestWriter::new();
         let mut total = 0u64;
         for chunk in &table.chunks {
@@ -343,8 +492,7 @@ impl CachedBlobService {
                 actual,
             });
         }
-        drop(out);
-        self.install(digest, &tmp, total)
+        Ok((tmp, total))
     }
 
     /// Fetches every object of `digests` that is not cached, `FETCH_THREADS` at a time.
@@ -394,13 +542,16 @@ impl CachedBlobService {
 
     /// Removes the least recently used copies until the cache is at 90 % of its bound.
     fn evict(&self) {
-        let left = fanout::evict_oldest(&self.objects, self.options.limit);
+        let left = fanout::evict_oldest(&self.copies, self.options.limit);
         self.counter().store(left, Ordering::Relaxed);
     }
 }
 
 impl BlobService for CachedBlobService {
     fn has(&self, digest: &Digest) -> Result<bool, BlobError> {
+        if self.reads_through {
+            return self.upstream.has(digest);
+        }
         if self.is_cached(digest) || self.chunk_tables.read().unwrap().contains_key(digest) {
             return Ok(true);
         }
@@ -408,6 +559,9 @@ impl BlobService for CachedBlobService {
     }
 
     fn size(&self, digest: &Digest) -> Result<u64, BlobError> {
+        if self.reads_through {
+            return self.upstream.size(digest);
+        }
         if let Some(table) = self.table_of(digest)? {
             return Ok(table.file_size);
         }
@@ -420,6 +574,9 @@ impl BlobService for CachedBlobService {
     }
 
     fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
+        if self.reads_through {
+            return self.upstream.read(digest);
+        }
         let mut file = self.ensure(digest)?.into_file();
         let mut out = Vec::new();
         file.read_to_end(&mut out).io_context("read", self.path(digest))?;
@@ -514,5 +671,56 @@ fn sweep_tmp(tmp: &Path) {
         if old {
             let _ = fs::remove_file(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    /// A store holding one compressible object, and that object's digest.
+    fn store_with_compressed() -> (tempfile::TempDir, Store, Digest) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let bytes: Vec<u8> = (0..20_000)
+            .flat_map(|n| format!("line {n}\n").into_bytes())
+            .collect();
+        let batch = store.objects().batch();
+        let digest = batch.put_bytes(&bytes).unwrap().digest;
+        batch.commit().unwrap();
+        (dir, store, digest)
+    }
+
+    /// Opens the object's copy through `cache` after ageing it by two hours; its mtime after.
+    fn mtime_after_use(cache: &CachedBlobService, digest: &Digest) -> SystemTime {
+        cache.open(digest).unwrap();
+        let copy = cache.path(digest);
+        let aged = SystemTime::now() - Duration::from_secs(7200);
+        File::options()
+            .write(true)
+            .open(&copy)
+            .unwrap()
+            .set_modified(aged)
+            .unwrap();
+        cache.open(digest).unwrap();
+        fs::metadata(&copy).unwrap().modified().unwrap()
+    }
+
+    #[test]
+    fn a_nodes_copies_are_touched_on_use_and_a_stores_are_not() {
+        let (_dir, store, digest) = store_with_compressed();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        assert!(
+            mtime_after_use(store.blobs(), &digest) < hour_ago,
+            "a store's copy was touched on use"
+        );
+        let node = tempfile::tempdir().unwrap();
+        let upstream: Arc<dyn BlobService> = store.objects().clone();
+        let cache = CachedBlobService::open(upstream, node.path(), CacheOptions::default()).unwrap();
+        assert!(
+            mtime_after_use(&cache, &digest) > hour_ago,
+            "a node's copy was not touched on use"
+        );
     }
 }

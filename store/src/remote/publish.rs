@@ -329,7 +329,7 @@ impl Writer {
         if !self.claim(digest) {
             return Ok(());
         }
-        let blobs = store.blobs();
+        let blobs = store.objects();
         let object = blobs
             .locate(digest)?
             .ok_or_else(|| crate::blob::BlobError::NotFound {

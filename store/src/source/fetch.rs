@@ -437,7 +437,7 @@ fn fetch_path(
             update_record(store, record, location, request)?;
             return Ok(key);
         }
-        let batch = store.blobs().batch();
+        let batch = store.objects().batch();
         // The key covers content only, so mtimes are normalised: one key, one tree.
         let ingested = tree::ingest_tree(&batch, path, tree::MtimePolicy::Zero, &|_| {})?;
         batch.commit()?;
@@ -507,7 +507,7 @@ fn store_archive(
     hashed: Downloaded,
     location: &str,
 ) -> Result<SourceKey, SourceError> {
-    let batch = store.blobs().batch();
+    let batch = store.objects().batch();
     let outcome = batch.put_file(path)?;
     // Committed even on a mismatch: the object is valid content under its own digest, and an
     // uncommitted batch would leave its scratch file behind.
@@ -545,7 +545,7 @@ fn store_single_file(
             reason: "expected exactly one file".to_string(),
         });
     };
-    let batch = store.blobs().batch();
+    let batch = store.objects().batch();
     let blob = batch.put_file(&file.path)?;
     let tree = Tree::new(vec![Entry {
         name: file.name.clone(),
@@ -665,7 +665,7 @@ fn fetch_git(
     }
     let checkout = work.0.join("tree");
     check_out(url, gd, &commit, &checkout)?;
-    let batch = store.blobs().batch();
+    let batch = store.objects().batch();
     // Git records no mtimes; the checkout's are the time of this fetch.
     let ingested = tree::ingest_tree(&batch, &checkout, tree::MtimePolicy::Zero, &|_| {})?;
     batch.commit()?;
