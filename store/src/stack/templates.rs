@@ -11,8 +11,8 @@
 //! `-L${REF_DIR}/lib -Wl,-rpath,${REF_DIR}/lib` in `LDFLAGS`, so configure scripts find the
 //! dependency and the result finds it at run time (at its final path in the store-wide view).
 //!
-//! The nodes are exactly what `scripts/specs/*.json` spell out by hand, so a dependency-free
-//! `configure-make` package has the same artifact id as the equivalent hand-written spec and
+//! The nodes are exactly what `tests/fixtures/specs/*.json` spell out by hand, so a
+//! dependency-free `configure-make` package has the same artifact id as the equivalent hand-written spec and
 //! the two share the build cache. Changing a template changes the ids of every package that
 //! uses it; that is intended (the build changed).
 
