@@ -43,6 +43,7 @@ use crate::blob::{BlobError, BlobService, LocalBlobService};
 use crate::hash::{hash_document, Digest, HashError};
 use crate::index::{Index, IndexError, IndexTotals};
 use crate::modes;
+use crate::profile::Profiles;
 use crate::scratch::Scratch;
 use crate::suggest::DidYouMean;
 use crate::tree::{self, IngestedObject, Node, ObjectKind, Tree, TreeError};
@@ -229,6 +230,11 @@ impl Store {
     /// The index.
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// The named profiles (see [`crate::profile`]).
+    pub fn profiles(&self) -> Profiles<'_> {
+        Profiles::new(self)
     }
 
     fn gc_lock(&self, exclusive: bool) -> Result<fs::File, StoreError> {

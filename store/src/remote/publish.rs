@@ -127,12 +127,12 @@ struct SelectedProfile {
 fn selected_profiles(store: &Store, options: &PublishOptions) -> Result<Vec<SelectedProfile>, RemoteError> {
     let names = match &options.profiles {
         Some(names) => names.clone(),
-        None => store.profile_names()?,
+        None => store.profiles().names()?,
     };
     let mut profiles = Vec::with_capacity(names.len());
     for name in names {
-        let generation = store.require_profile(&name)?;
-        let doc = store.profile_doc(&generation.document)?;
+        let generation = store.profiles().require(&name)?;
+        let doc = store.profiles().doc(&generation.document)?;
         profiles.push(SelectedProfile {
             name,
             document: generation.document,
