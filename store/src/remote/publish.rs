@@ -31,7 +31,8 @@ use crate::hash::Digest;
 use crate::profile::ProfileDoc;
 use crate::scratch::{fsync_dir, syncfs};
 use crate::store::Store;
-use crate::tree::{Node, Tree};
+use crate::store::StoreError;
+use crate::tree::{Node, TreeWalker};
 
 /// zstd level for objects that are compressed at publish time (raw local objects, chunks,
 /// documents): a higher level than ingest, since it is paid once and saves every node.
@@ -162,23 +163,22 @@ fn selected_artifacts(
 }
 
 /// Every tree and file reachable from the artifacts and from the profiles' roots.
-fn reachable(
-    store: &Store,
+fn reachable<'a>(
+    store: &'a Store,
     records: &[ArtifactRecord],
     profiles: &[SelectedProfile],
-) -> Result<Walk, RemoteError> {
-    let blobs = store.blobs();
-    let mut walk = Walk::default();
+) -> Result<Walk<'a>, RemoteError> {
+    let mut walk = Walk::new(store.blobs().as_ref());
     for record in records {
-        walk.tree(blobs.as_ref(), &record.root)?;
+        walk.tree(&record.root)?;
     }
     // Profile roots whose artifacts were not listed (cannot happen for a consistent store, but
     // a profile must never reference a tree that is not published).
     for profile in profiles {
         for artifact in &profile.doc.artifacts {
-            walk.tree(blobs.as_ref(), &artifact.root)?;
+            walk.tree(&artifact.root)?;
             // The tree a profile shows when rules apply (what the view reads).
-            walk.tree(blobs.as_ref(), &artifact.shown_root())?;
+            walk.tree(&artifact.shown_root())?;
         }
     }
     Ok(walk)
@@ -189,7 +189,7 @@ fn reachable(
 fn put_contents(
     store: &Store,
     writer: &Writer,
-    walk: &Walk,
+    walk: &Walk<'_>,
 ) -> Result<BTreeMap<Digest, Digest>, RemoteError> {
     let files: Vec<(Digest, u64)> = walk.files.iter().map(|(d, s)| (*d, *s)).collect();
     let chunked: Vec<(Digest, Digest)> = files
@@ -208,7 +208,7 @@ fn put_contents(
         .into_iter()
         .flatten()
         .collect();
-    walk.trees
+    walk.trees()
         .par_iter()
         .try_for_each(|digest| writer.put_local(store, digest, Phase::Data))?;
     Ok(chunked.into_iter().collect())
@@ -243,12 +243,12 @@ fn put_profile(
 ) -> Result<(PublishedProfile, usize), RemoteError> {
     let blobs = store.blobs();
     writer.put_local(store, &profile.document, Phase::Data)?;
-    let mut own = Walk::default();
+    let mut own = Walk::new(blobs.as_ref());
     for artifact in &profile.doc.artifacts {
-        own.tree(blobs.as_ref(), &artifact.shown_root())?;
+        own.tree(&artifact.shown_root())?;
     }
-    let mut packed = Vec::with_capacity(own.trees.len());
-    let mut order: Vec<_> = own.trees.iter().copied().collect();
+    let mut packed = Vec::with_capacity(own.trees().len());
+    let mut order: Vec<_> = own.trees().iter().copied().collect();
     order.sort();
     for digest in order {
         packed.push((digest, blobs.read(&digest)?));
@@ -269,7 +269,7 @@ fn put_prefetch_list(
     store: &Store,
     writer: &Writer,
     name: &str,
-    own: &Walk,
+    own: &Walk<'_>,
 ) -> Result<(Option<Digest>, usize), RemoteError> {
     let trace_path = store.root().join("traces").join(format!("{name}.trace"));
     let Some(list) = super::trace::read_trace(&trace_path)? else {
@@ -277,7 +277,7 @@ fn put_prefetch_list(
     };
     let in_profile: Vec<Digest> = list
         .into_iter()
-        .filter(|d| own.files.contains_key(d) || own.trees.contains(d))
+        .filter(|d| own.files.contains_key(d) || own.trees().contains(d))
         .collect();
     let text: String = in_profile.iter().map(|d| format!("{d}\n")).collect();
     let digest = writer.put_bytes(text.as_bytes(), Phase::Index)?;
@@ -297,31 +297,35 @@ fn write_manifest(dest: &Path, manifest_path: &Path, bytes: &[u8]) -> Result<(),
 }
 
 /// Trees and files reachable from some roots.
-#[derive(Debug, Default)]
-struct Walk {
-    trees: HashSet<Digest>,
+#[derive(Debug)]
+struct Walk<'a> {
+    walker: TreeWalker<'a>,
     files: std::collections::HashMap<Digest, u64>,
 }
 
-impl Walk {
-    fn tree(&mut self, blobs: &dyn BlobService, root: &Digest) -> Result<(), RemoteError> {
-        let mut stack = vec![*root];
-        while let Some(digest) = stack.pop() {
-            if !self.trees.insert(digest) {
-                continue;
-            }
-            let tree = Tree::load(blobs, &digest).map_err(crate::store::StoreError::from)?;
+impl<'a> Walk<'a> {
+    fn new(blobs: &'a dyn BlobService) -> Walk<'a> {
+        Walk {
+            walker: TreeWalker::new(blobs),
+            files: std::collections::HashMap::new(),
+        }
+    }
+
+    fn tree(&mut self, root: &Digest) -> Result<(), RemoteError> {
+        let files = &mut self.files;
+        self.walker.walk(root, |visit| {
+            let tree = visit.tree.map_err(StoreError::from)?;
             for entry in tree.entries() {
-                match &entry.node {
-                    Node::Directory { digest } => stack.push(*digest),
-                    Node::File { digest, size, .. } => {
-                        self.files.insert(*digest, *size);
-                    }
-                    Node::Symlink { .. } => {}
+                if let Node::File { digest, size, .. } = &entry.node {
+                    files.insert(*digest, *size);
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+    }
+
+    fn trees(&self) -> &HashSet<Digest> {
+        self.walker.visited()
     }
 }
 
