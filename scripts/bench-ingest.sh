@@ -30,8 +30,6 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/bench-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 RUNS="${BENCH_RUNS:-3}"
 SYNC_AFTER="${BENCH_SYNC_AFTER:-1}"

@@ -47,8 +47,6 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/bench-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 RUNS="${BENCH_RUNS:-20}"
 ROUNDS="${BENCH_ROUNDS:-4}"
@@ -414,7 +412,6 @@ onlyrow() { # TITLE VARIANT=VALUE...
 }
 
 fmt_ms() { if [[ -n "${R[$1]:-}" ]]; then printf '%.1f ms' "${R[$1]}"; else echo failed; fi; }
-mb() { awk -v k="${1:-0}" 'BEGIN { printf "%.1f MB", k * 1024 / 1e6 }'; }
 
 echo
 echo "Mount benchmark: $(uname -r), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1e6 }' /proc/meminfo) RAM"

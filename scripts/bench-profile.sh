@@ -12,8 +12,6 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/bench-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 need_pkgs fuse3 strace python3
 build_hdist || die "cargo build failed"
@@ -84,7 +82,7 @@ hd store verify
 log "cached build of the hello/zlib/minigzip stack"
 "$ROOT/scripts/fetch-corpus.sh" debsrc
 for f in hello_2.10.orig.tar.gz zlib_1.2.13.dfsg.orig.tar.bz2; do hd fetch "$CACHE_DIR/corpus/debsrc/$f" >/dev/null; done
-SPECS=("$ROOT/scripts/specs/hello.json" "$ROOT/scripts/specs/zlib.json" "$ROOT/scripts/specs/minigzip.json")
+SPECS=("$ROOT/tests/fixtures/specs/hello.json" "$ROOT/tests/fixtures/specs/zlib.json" "$ROOT/tests/fixtures/specs/minigzip.json")
 hd build -j2 "${SPECS[@]}" >/dev/null
 BUILD_MS=()
 for _ in 1 2 3; do

@@ -56,8 +56,6 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/bench-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 HOT_RUNS="${BENCH_HOT_RUNS:-20}"
 HOT_WARMUP=2
@@ -412,7 +410,6 @@ PT_MSG="$(grep -aho 'passthrough unavailable.*' "$STORE"/logs/*.log 2>/dev/null 
 
 # ----------------------------------------------------------------- report
 
-mb() { awk -v k="${1:-0}" 'BEGIN { printf "%.1f MB", k * 1024 / 1e6 }'; }
 secs() { awk -v ms="${1:-}" 'BEGIN { if (ms == "") print "failed"; else printf "%.1f s", ms / 1000 }'; }
 elapsed() { awk -v s="$1" -v e="$2" 'BEGIN { printf "%.0f s", e - s }'; }
 

@@ -12,8 +12,6 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/bench-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 RUNS="${1:-5}"
 WORKLOAD='import json, sqlite3, ssl, decimal, asyncio, email'

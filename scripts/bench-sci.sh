@@ -20,8 +20,6 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/bench-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 CHECK='import numpy, sqlite3, lzma, bz2, zlib, ctypes, readline, mpmath; print(numpy.ones(3).sum())'
 JOBS="${BENCH_SCI_JOBS:-2}"

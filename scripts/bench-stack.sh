@@ -3,7 +3,7 @@
 #
 #   scripts/bench-stack.sh
 #
-# 1. scripts/stacks/six.toml (6 packages whose builds only write files): first `up` (builds
+# 1. tests/fixtures/stacks/six.toml (6 packages whose builds only write files): first `up` (builds
 #    all six, -j3), then `hdist up` with nothing changed, 20 times (target: well under 1 s;
 #    it parses, hashes six specs, does six index lookups and one profile read, and writes
 #    nothing), then `hdist status`.
@@ -13,8 +13,6 @@
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=scripts/bench-lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 need_pkgs fuse3 build-essential
 build_hdist || die "cargo build failed"
@@ -34,7 +32,7 @@ median_ms() {
 }
 
 rows=()
-SIX="$ROOT/scripts/stacks/six.toml"
+SIX="$ROOT/tests/fixtures/stacks/six.toml"
 rows+=("| six.toml: first \`up\` (6 builds, -j3) | $(time_ms hd up "$SIX" -j3) ms |")
 rows+=("| six.toml: \`up\`, nothing changed (median of 20) | $(median_ms 20 hd up "$SIX") ms |")
 rows+=("| six.toml: \`status\` (median of 20) | $(median_ms 20 hd status "$SIX") ms |")

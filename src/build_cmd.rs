@@ -1,6 +1,5 @@
-//! `hdist id`, `hdist build`, `hdist resolve`, `hdist build-log`, and the on-demand
-//! store-wide view (`<store>/view`, mounted like autofs mounts /cvmfs: the first command that
-//! needs it mounts it, and it stays up for later commands).
+//! `hdist id`, `hdist build`, `hdist resolve`, `hdist build-log`, and starting the daemon of
+//! the on-demand store-wide view (see `hdist_fs::ensure_store_view`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -64,41 +63,31 @@ pub fn id(args: &IdArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The store-wide view's mount point for `store`.
-pub fn view_dir(store: &Store) -> PathBuf {
-    store.root().join("view")
+/// Mounts the store-wide view unless it is up (remounting a dead one); returns its mount
+/// point. hdist-fs decides and waits; the CLI only starts its own daemon.
+pub fn ensure_view(globals: &Globals, store: &Store) -> Result<PathBuf> {
+    hdist_fs::ensure_store_view(store.root(), |mountpoint| {
+        start_view_daemon(globals, store, mountpoint)
+    })
 }
 
-/// Mounts the store-wide view unless it is up (remounting a dead one).
-pub fn ensure_view(globals: &Globals, store: &Store) -> Result<PathBuf> {
-    let dir = view_dir(store);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let canonical = std::fs::canonicalize(&dir)?;
-    let mounted = hdist_fs::list_mounts()?
-        .into_iter()
-        .any(|m| m.mountpoint == canonical);
-    if mounted {
-        if std::fs::metadata(canonical.join("artifacts")).is_ok() {
-            return Ok(canonical);
-        }
-        // The daemon died: clear the dead mount and mount again.
-        hdist_fs::unmount(&canonical)?;
-    }
+/// Runs `hdist mount --all MOUNTPOINT` for `store`; returns once the daemon it starts serves.
+fn start_view_daemon(globals: &Globals, store: &Store, mountpoint: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the hdist executable")?;
     let mut command = std::process::Command::new(exe);
     command
         .arg("--store")
         .arg(store.root())
         .args(["-q", "mount", "--all"])
-        .arg(&canonical);
+        .arg(mountpoint);
     if globals.quiet {
         command.arg("-q");
     }
     let status = command.status().context("cannot start the store-wide view")?;
     if !status.success() {
-        bail!("could not mount the store-wide view at {}", canonical.display());
+        bail!("could not mount the store-wide view at {}", mountpoint.display());
     }
-    Ok(canonical)
+    Ok(())
 }
 
 pub fn build(globals: &Globals, args: &BuildArgs) -> Result<ExitCode> {

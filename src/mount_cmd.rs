@@ -106,7 +106,7 @@ pub fn mount(globals: &Globals, args: &MountArgs) -> Result<ExitCode> {
             None => match store.find_artifact(name) {
                 Ok(record) => ViewRoot::Artifact(record.id),
                 Err(hdist_store::StoreError::UnknownArtifact { .. }) => {
-                    let profiles = store.profile_names()?;
+                    let profiles = store.profiles().names()?;
                     let artifacts = store.artifacts()?;
                     let suggestion = DidYouMean::closest(
                         name,

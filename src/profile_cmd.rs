@@ -75,16 +75,16 @@ pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
     let store = globals.open_store()?;
     match command {
         ProfileCommand::History { name, json } => {
-            let generations = store.generations(&name)?;
+            let generations = store.profiles().generations(&name)?;
             if generations.is_empty() {
-                return Err(store.unknown_profile(&name)?.into());
+                return Err(store.profiles().unknown(&name)?.into());
             }
-            let current = store.current_generation(&name)?.map(|g| g.number);
+            let current = store.profiles().current(&name)?.map(|g| g.number);
             if json {
                 println!("{}", serde_json::to_string_pretty(&generations)?);
             } else {
                 for g in generations {
-                    let doc = store.profile_doc(&g.document)?;
+                    let doc = store.profiles().doc(&g.document)?;
                     let mark = if Some(g.number) == current { "*" } else { " " };
                     let ids: Vec<String> = doc.artifacts.iter().map(|a| a.id.to_string()).collect();
                     println!("{mark} {:>4}  {}", g.number, ids.join(" "));
@@ -92,26 +92,27 @@ pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
             }
         }
         ProfileCommand::Switch { name, generation } => {
-            store.switch_profile(&name, generation)?;
+            store.profiles().switch(&name, generation)?;
             println!("{name} generation {generation}");
         }
         ProfileCommand::Rollback { name } => {
-            let current = store.require_profile(&name)?;
+            let current = store.profiles().require(&name)?;
             let previous = store
+                .profiles()
                 .generations(&name)?
                 .into_iter()
                 .rfind(|g| g.number < current.number)
                 .with_context(|| format!("{name} is at its oldest kept generation ({})", current.number))?;
-            store.switch_profile(&name, previous.number)?;
+            store.profiles().switch(&name, previous.number)?;
             println!("{name} generation {}", previous.number);
         }
         ProfileCommand::Diff { name, from, to } => {
-            let generations = store.generations(&name)?;
+            let generations = store.profiles().generations(&name)?;
             let doc = |n: u64| -> Result<hdist_store::profile::ProfileDoc> {
                 let g = generations.iter().find(|g| g.number == n).with_context(|| {
                     format!("{name} has no generation {n}; see `hdist profile history {name}`")
                 })?;
-                Ok(store.profile_doc(&g.document)?)
+                Ok(store.profiles().doc(&g.document)?)
             };
             let (a, b) = (doc(from)?, doc(to)?);
             let ids = |d: &hdist_store::profile::ProfileDoc| -> Vec<String> {
@@ -140,7 +141,8 @@ pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
                 LinkArg::Copy => hdist_store::profile::LinkMode::Copy,
             };
             store
-                .export_profile(&doc, &dir, mode)
+                .profiles()
+                .export(&doc, &dir, mode)
                 .with_context(|| format!("cannot export profile {name} to {}", dir.display()))?;
             if !globals.quiet {
                 eprintln!("exported {name} to {}", dir.display());
@@ -148,14 +150,15 @@ pub fn run(globals: &Globals, command: ProfileCommand) -> Result<ExitCode> {
         }
         ProfileCommand::Create { name, ids } => {
             let generation = store
-                .create_profile(&name, &ids)
+                .profiles()
+                .create(&name, &ids)
                 .with_context(|| format!("cannot create profile {name:?}"))?;
             println!("{name} generation {}", generation.number);
         }
         ProfileCommand::List { json } => {
             let mut rows = Vec::new();
-            for name in store.profile_names()? {
-                if let Some(generation) = store.current_generation(&name)? {
+            for name in store.profiles().names()? {
+                if let Some(generation) = store.profiles().current(&name)? {
                     rows.push(generation);
                 }
             }
@@ -226,7 +229,7 @@ pub fn load(
     store: &hdist_store::Store,
     name: &str,
 ) -> Result<(hdist_store::profile::Generation, hdist_store::profile::ProfileDoc)> {
-    let generation = store.require_profile(name)?;
-    let doc = store.profile_doc(&generation.document)?;
+    let generation = store.profiles().require(name)?;
+    let doc = store.profiles().doc(&generation.document)?;
     Ok((generation, doc))
 }

@@ -320,13 +320,13 @@ pub fn status(globals: &Globals, args: &StatusArgs) -> Result<ExitCode> {
     let members = stack.profile_members();
     // The profile matches when everything is built and the current generation holds the
     // document `up` would write.
-    let current = store.current_generation(&profile)?;
+    let current = store.profiles().current(&profile)?;
     let profile_state = match (&current, missing.is_empty()) {
         (None, _) => "absent".to_string(),
         (Some(_), false) => "outdated".to_string(),
         (Some(generation), true) => {
             let want = stack::profile_doc(&store, &stack)?;
-            let have = store.profile_doc(&generation.document)?;
+            let have = store.profiles().doc(&generation.document)?;
             if stack::same_profile(&have, &want) {
                 "current".to_string()
             } else {

@@ -202,7 +202,7 @@ pub fn store(globals: &Globals, command: StoreCommand) -> Result<ExitCode> {
         } => {
             let total = store.totals()?.stored_bytes;
             let bar = bytes_bar(total, "verify", globals.quiet);
-            let report = store.verify_store(repair, &|bytes| bar.inc(bytes))?;
+            let report = hdist_store::verify::verify_store(&store, repair, &|bytes| bar.inc(bytes))?;
             bar.finish_and_clear();
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

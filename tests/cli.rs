@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::util::{
-    fuse_available, hdist_bin, is_mounted, mount, run_ok, sample_tree, stderr, view_guard, write_file,
-    MountGuard, TestStore,
+    fixture_stack, fuse_available, hdist_bin, is_mounted, mount, run_ok, sample_tree, stderr, view_guard,
+    write_file, MountGuard, TestStore,
 };
 
 /// A store with the sample tree as artifact `python` and a profile `sci` of it.
@@ -243,10 +243,9 @@ fn store_for_builds() -> Option<(TestStore, MountGuard)> {
     Some((t, view))
 }
 
-/// The shipped six-package stack, copied into the test's scratch area.
+/// The six-package fixture stack, copied into the test's scratch area.
 fn six_stack(t: &TestStore) -> PathBuf {
-    let text =
-        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stacks/six.toml")).unwrap();
+    let text = fs::read_to_string(fixture_stack("six.toml")).unwrap();
     write_file(t, "six.toml", &text)
 }
 

@@ -209,7 +209,7 @@ fn mounted_and_exported_profiles_show_the_recorded_mtimes() {
         }],
         env: Default::default(),
     };
-    store.create_profile_doc("r", &doc).unwrap();
+    store.profiles().create_doc("r", &doc).unwrap();
     drop(store);
     let ruled = mountpoint(&t, "ruled");
     let _ruled_guard = mount(&t, "r", &ruled);

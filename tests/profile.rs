@@ -141,7 +141,7 @@ fn rules_hide_and_reroot_paths_in_the_view_and_the_export() {
         ],
         env: [("B_DATA".to_string(), "$PROFILE/lib/b-data".to_string())].into(),
     };
-    store.create_profile_doc("r", &doc).unwrap();
+    store.profiles().create_doc("r", &doc).unwrap();
     drop(store);
     let mnt = t.path("mnt");
     let _guard = mount(&t, "r", &mnt);

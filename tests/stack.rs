@@ -7,11 +7,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    corpus, fuse_available, run_ok, specs_dir, stderr, view_guard, wait_for, write_file, MountGuard,
-    TestStore,
+    corpus, fixture_stack, fuse_available, run_ok, specs_dir, stderr, view_guard, wait_for, write_file,
+    MountGuard, TestStore,
 };
 
-fn stacks_dir() -> PathBuf {
+/// `scripts/stacks/`: the user-facing example stacks.
+fn example_stacks_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/stacks")
 }
 
@@ -36,7 +37,7 @@ fn status_json(t: &TestStore, stack: &Path) -> serde_json::Value {
 
 /// The shipped example stack, with its corpus-relative source paths made absolute.
 fn hello_zlib_stack(t: &TestStore, debsrc: &Path) -> PathBuf {
-    let text = fs::read_to_string(stacks_dir().join("hello-zlib.toml")).unwrap();
+    let text = fs::read_to_string(example_stacks_dir().join("hello-zlib.toml")).unwrap();
     let text = text.replace("../../.cache/corpus/debsrc", &debsrc.display().to_string());
     write_file(t, "hello-zlib.toml", &text)
 }
@@ -161,7 +162,7 @@ fn six_package_stack_builds_in_parallel_and_an_unchanged_up_is_a_fast_no_op() {
     let stack = write_file(
         &t,
         "six.toml",
-        &fs::read_to_string(stacks_dir().join("six.toml")).unwrap(),
+        &fs::read_to_string(fixture_stack("six.toml")).unwrap(),
     );
     let out = t.ok(["-q".as_ref(), "up".as_ref(), stack.as_os_str(), "-j3".as_ref()]);
     assert!(out.starts_with("six: generation 1 (6 built, 0 cached"), "{out}");

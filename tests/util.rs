@@ -280,9 +280,18 @@ pub fn sample_tree(root: &Path) {
     fs::write(root.join("share").join(odd), b"non-utf8 name").unwrap();
 }
 
-/// `scripts/specs/` of the repository.
+/// `tests/fixtures/specs/` of the repository: build specs of real software (GNU hello, zlib,
+/// minigzip) that tests and benchmarks build.
 pub fn specs_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/specs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/specs")
+}
+
+/// `tests/fixtures/stacks/<name>` of the repository: stack files kept for tests and
+/// benchmarks.
+pub fn fixture_stack(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stacks")
+        .join(name)
 }
 
 /// Unmounts the store-wide view (`<store>/view`) that build commands mount on demand.

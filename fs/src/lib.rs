@@ -19,7 +19,7 @@ mod mounts;
 pub mod view;
 
 pub use fuse::HdistFs;
-pub use mounts::{list_mounts, mount_at, unmount, MountEntry, MountInfo};
+pub use mounts::{ensure_store_view, list_mounts, mount_at, store_view_dir, unmount, MountEntry, MountInfo};
 pub use view::{View, ViewRoot};
 
 use std::io;
@@ -51,6 +51,15 @@ pub enum FsError {
     /// `hdist umount` of something that is not an hdist mount.
     #[error("cannot unmount {path}: {reason}; `hdist mounts` lists the hdist mounts")]
     NotAnHdistMount { path: PathBuf, reason: String },
+    /// A started store-wide view did not answer in time.
+    #[error(
+        "the store-wide view at {path} did not answer within {waited:?} of starting its daemon; \
+         see the mount logs in the store's logs/ directory"
+    )]
+    ViewNotUp {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
     /// The kernel refused the mount or unmount.
     #[error(transparent)]
     Io(#[from] IoError),
@@ -65,7 +74,10 @@ pub(crate) fn errno(error: &FsError) -> Errno {
             log::error!("store error: {e}");
             Errno::EIO
         }
-        FsError::BadMountpoint { .. } | FsError::NotAnHdistMount { .. } | FsError::Io(_) => Errno::EIO,
+        FsError::BadMountpoint { .. }
+        | FsError::NotAnHdistMount { .. }
+        | FsError::ViewNotUp { .. }
+        | FsError::Io(_) => Errno::EIO,
     }
 }
 

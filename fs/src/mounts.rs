@@ -1,4 +1,6 @@
-//! Finding and removing hdist mounts (including dead ones whose daemon was killed).
+//! Finding and removing hdist mounts (including dead ones whose daemon was killed), and the
+//! on-demand store-wide view (`<store>/view`, mounted like autofs mounts /cvmfs: the first
+//! command that needs it mounts it, and it stays up for later commands).
 //!
 //! /proc/self/mountinfo says what is mounted where; it cannot say which store a mount serves
 //! or which process serves it. Each mount therefore registers itself in a small per-user
@@ -10,8 +12,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use hdist_store::{Digest, IoError};
+use hdist_store::{Digest, IoContext, IoError};
 
 use crate::FsError;
 
@@ -173,6 +176,67 @@ pub(crate) fn already_mounted(path: &Path) -> Option<String> {
         entry.describe(),
         path.display()
     ))
+}
+
+/// The store-wide view's mount point for the store at `store_root`.
+pub fn store_view_dir(store_root: &Path) -> PathBuf {
+    store_root.join("view")
+}
+
+/// How long a started view daemon has to make the view answer.
+const VIEW_START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes sure the store-wide view of the store at `store_root` is mounted and answering;
+/// returns its mount point (canonical). A live mount is reused and a dead one (its daemon
+/// gone) unmounted first. Otherwise `start` is called with the mount point to start the
+/// daemon that serves `hdist mount --all` (a process of the caller's program, which this
+/// library cannot start itself); then this waits until the view answers.
+pub fn ensure_store_view<E: From<FsError>>(
+    store_root: &Path,
+    start: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<PathBuf, E> {
+    let dir = store_view_dir(store_root);
+    std::fs::create_dir_all(&dir)
+        .io_context("create directory", &dir)
+        .map_err(FsError::from)?;
+    let canonical = std::fs::canonicalize(&dir)
+        .io_context("resolve", &dir)
+        .map_err(FsError::from)?;
+    let mounted = list_mounts()
+        .io_context("list the mounts (/proc/self/mountinfo) to find", &dir)
+        .map_err(FsError::from)?
+        .into_iter()
+        .any(|m| m.mountpoint == canonical);
+    if mounted {
+        if view_answers(&canonical) {
+            return Ok(canonical);
+        }
+        // The daemon died: clear the dead mount and mount again.
+        unmount(&canonical)?;
+    }
+    start(&canonical)?;
+    wait_for_view(&canonical)?;
+    Ok(canonical)
+}
+
+/// Whether the store-wide view at `mountpoint` answers (its `artifacts` directory is there).
+fn view_answers(mountpoint: &Path) -> bool {
+    std::fs::metadata(mountpoint.join("artifacts")).is_ok()
+}
+
+/// Waits up to [`VIEW_START_TIMEOUT`] for the view at `mountpoint` to answer.
+fn wait_for_view(mountpoint: &Path) -> Result<(), FsError> {
+    let deadline = Instant::now() + VIEW_START_TIMEOUT;
+    while !view_answers(mountpoint) {
+        if Instant::now() >= deadline {
+            return Err(FsError::ViewNotUp {
+                path: mountpoint.to_path_buf(),
+                waited: VIEW_START_TIMEOUT,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// What the registry holds for one mount.

@@ -12,6 +12,8 @@
 //!
 //! Where several artifacts hold the same path, the one listed first wins.
 //!
+//! [`Profiles`] (`store.profiles()`) creates, switches, lists, loads and exports them.
+//!
 //! Mtimes: rules build new trees whose entries keep the mtimes of the entries they came from;
 //! a directory gets the mtime of the artifact directory placed at its path, or, when a rule
 //! creates it (a `target` no artifact directory maps to), the newest mtime of its entries.
@@ -73,7 +75,7 @@ pub struct ProfileArtifact {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<LinkRule>,
     /// The tree the profile shows for this artifact when rules apply: new tree objects over
-    /// the same blobs (computed by `create_profile_doc`; never a copy of file content).
+    /// the same blobs (computed by [`Profiles::create_doc`]; never a copy of file content).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub view: Option<Digest>,
 }
@@ -120,20 +122,32 @@ pub struct Generation {
     pub document: Digest,
 }
 
-impl Store {
+/// The named profiles of a store (`store.profiles()`): creating generations, switching
+/// between them, listing, loading documents and exporting.
+#[derive(Debug, Clone, Copy)]
+pub struct Profiles<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Profiles<'a> {
+    /// The profiles of `store`.
+    pub fn new(store: &'a Store) -> Profiles<'a> {
+        Profiles { store }
+    }
+
     fn profile_dir(&self, name: &str) -> PathBuf {
-        self.root().join("profiles").join(name)
+        self.store.root().join("profiles").join(name)
     }
 
     /// Records `artifacts` (ids or unique abbreviations) as the next generation of `name` and
     /// makes it current.
-    pub fn create_profile(&self, name: &str, artifacts: &[String]) -> Result<Generation, StoreError> {
+    pub fn create(&self, name: &str, artifacts: &[String]) -> Result<Generation, StoreError> {
         check_name(name)?;
         // Held from resolving the artifacts to the switch, so GC cannot remove them between.
-        let _writer = self.writer_lock()?;
+        let _writer = self.store.writer_lock()?;
         let mut entries = Vec::with_capacity(artifacts.len());
         for query in artifacts {
-            let record = self.find_artifact(query)?;
+            let record = self.store.find_artifact(query)?;
             entries.push(ProfileArtifact {
                 id: record.id,
                 root: record.root,
@@ -145,20 +159,20 @@ impl Store {
             artifacts: entries,
             env: Default::default(),
         };
-        self.create_profile_doc(name, &doc)
+        self.create_doc(name, &doc)
     }
 
     /// Records `doc` as the next generation of `name` and makes it current. Artifacts must
     /// exist in the store.
-    pub fn create_profile_doc(&self, name: &str, doc: &ProfileDoc) -> Result<Generation, StoreError> {
+    pub fn create_doc(&self, name: &str, doc: &ProfileDoc) -> Result<Generation, StoreError> {
         check_name(name)?;
-        let _writer = self.writer_lock()?;
-        let batch = self.objects().batch();
+        let _writer = self.store.writer_lock()?;
+        let batch = self.store.objects().batch();
         let mut doc = doc.clone();
         for artifact in &mut doc.artifacts {
             if !artifact.rules.is_empty() && artifact.view.is_none() {
                 artifact.view = Some(apply_rules(
-                    self.blobs().as_ref(),
+                    self.store.blobs().as_ref(),
                     &batch,
                     &artifact.root,
                     &artifact.rules,
@@ -180,14 +194,14 @@ impl Store {
                 },
             })
             .collect();
-        self.index().record(&indexed, None)?;
+        self.store.index().record(&indexed, None)?;
         let dir = self.profile_dir(name);
         crate::modes::create_dir_all(&dir, crate::modes::SHARED_DIR).io_context("create directory", &dir)?;
         let mut number = self.generations(name)?.last().map(|g| g.number).unwrap_or(0) + 1;
         // O_EXCL on the generation file: two concurrent creators get distinct numbers.
         loop {
             let path = dir.join(number.to_string());
-            let tmp = self.scratch().fresh_path("generation");
+            let tmp = self.store.scratch().fresh_path("generation");
             crate::modes::write_file(&tmp, format!("{}\n", outcome.digest).as_bytes())
                 .io_context("write", &tmp)?;
             fs::File::open(&tmp)
@@ -206,7 +220,7 @@ impl Store {
             }
         }
         crate::crashpoint::hit("profile.generation");
-        self.switch_profile(name, number)?;
+        self.switch(name, number)?;
         Ok(Generation {
             name: name.to_string(),
             number,
@@ -215,20 +229,21 @@ impl Store {
     }
 
     /// Makes generation `number` of `name` current (atomic rename).
-    pub fn switch_profile(&self, name: &str, number: u64) -> Result<(), StoreError> {
+    pub fn switch(&self, name: &str, number: u64) -> Result<(), StoreError> {
         // GC must not remove the generation between the check and the switch.
-        let _writer = self.writer_lock()?;
+        let _writer = self.store.writer_lock()?;
         let dir = self.profile_dir(name);
         let path = dir.join(number.to_string());
         if !path.exists() {
             return Err(StoreError::UnknownProfile {
                 name: format!("{name} generation {number}"),
-                store: self.root().to_path_buf(),
+                store: self.store.root().to_path_buf(),
                 suggestion: DidYouMean::default(),
             });
         }
         let current = dir.join("current");
-        self.scratch()
+        self.store
+            .scratch()
             .write_atomic(&current, format!("{number}\n").as_bytes())
             .io_context("write", &current)?;
         crate::crashpoint::hit("profile.switched");
@@ -277,7 +292,7 @@ impl Store {
     }
 
     /// The current generation of `name`, if the profile exists.
-    pub fn current_generation(&self, name: &str) -> Result<Option<Generation>, StoreError> {
+    pub fn current(&self, name: &str) -> Result<Option<Generation>, StoreError> {
         let path = self.profile_dir(name).join("current");
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
@@ -294,26 +309,26 @@ impl Store {
 
     /// The current generation of `name`, or [`StoreError::UnknownProfile`] suggesting the
     /// closest existing names: where commands resolve a profile name the user typed.
-    pub fn require_profile(&self, name: &str) -> Result<Generation, StoreError> {
-        match self.current_generation(name)? {
+    pub fn require(&self, name: &str) -> Result<Generation, StoreError> {
+        match self.current(name)? {
             Some(generation) => Ok(generation),
-            None => Err(self.unknown_profile(name)?),
+            None => Err(self.unknown(name)?),
         }
     }
 
     /// The error for a profile `name` that does not exist, with the closest existing names.
-    pub fn unknown_profile(&self, name: &str) -> Result<StoreError, StoreError> {
-        let names = self.profile_names()?;
+    pub fn unknown(&self, name: &str) -> Result<StoreError, StoreError> {
+        let names = self.names()?;
         Ok(StoreError::UnknownProfile {
             name: name.to_string(),
-            store: self.root().to_path_buf(),
+            store: self.store.root().to_path_buf(),
             suggestion: DidYouMean::closest(name, names.iter().map(String::as_str)),
         })
     }
 
     /// Names of all profiles that have a current generation.
-    pub fn profile_names(&self) -> Result<Vec<String>, StoreError> {
-        let dir = self.root().join("profiles");
+    pub fn names(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.store.root().join("profiles");
         let mut names = Vec::new();
         for entry in fs::read_dir(&dir).io_context("list", &dir)?.flatten() {
             if entry.path().join("current").exists() {
@@ -327,8 +342,8 @@ impl Store {
     }
 
     /// Loads a profile document.
-    pub fn profile_doc(&self, document: &Digest) -> Result<ProfileDoc, StoreError> {
-        load_doc(self.blobs().as_ref(), document)
+    pub fn doc(&self, document: &Digest) -> Result<ProfileDoc, StoreError> {
+        load_doc(self.store.blobs().as_ref(), document)
     }
 }
 
@@ -509,11 +524,11 @@ pub enum LinkMode {
     Copy,
 }
 
-impl Store {
+impl Profiles<'_> {
     /// Materialises the union view of `doc` (rules applied) at `dest` as a plain directory,
     /// for hosts without FUSE. Built beside `dest` and swapped in with one atomic rename
     /// (RENAME_EXCHANGE when `dest` exists), so readers see the old or the new export whole.
-    pub fn export_profile(&self, doc: &ProfileDoc, dest: &Path, mode: LinkMode) -> Result<(), StoreError> {
+    pub fn export(&self, doc: &ProfileDoc, dest: &Path, mode: LinkMode) -> Result<(), StoreError> {
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -540,7 +555,7 @@ impl Store {
         use std::os::unix::ffi::OsStrExt;
         use std::os::unix::fs::PermissionsExt;
         fs::create_dir(dir).io_context("create directory", dir)?;
-        let listing = crate::union::merge(self.blobs().as_ref(), trees)?;
+        let listing = crate::union::merge(self.store.blobs().as_ref(), trees)?;
         for (name, node, mtime) in listing {
             let path = dir.join(std::ffi::OsStr::from_bytes(&name));
             let set_own_mtime = || set_mtime(&path, mtime).io_context("set the mtime of", &path);
@@ -560,7 +575,7 @@ impl Store {
                     let wanted_mode = if executable { 0o555 } else { 0o444 };
                     // Links share the copy's inode, so each mtime needs a copy of its own.
                     let variant = format!("{}.{:09}", mtime.seconds(), mtime.nanos());
-                    let source = self.objects().linkfarm_copy(&digest, &variant)?;
+                    let source = self.store.objects().linkfarm_copy(&digest, &variant)?;
                     set_mtime(&source, mtime).io_context("set the mtime of", &source)?;
                     if executable {
                         // The shared copy carries the executable bit if any user of it needs it.

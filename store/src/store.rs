@@ -44,6 +44,7 @@ use crate::blob::{BlobError, BlobService, CopiesReport, LocalBlobService};
 use crate::hash::{hash_document, Digest, HashError};
 use crate::index::{Index, IndexError, IndexTotals};
 use crate::modes;
+use crate::profile::Profiles;
 use crate::remote::cached::{CacheLayout, CacheOptions, CachedBlobService, STORE_COPIES_LIMIT};
 use crate::scratch::Scratch;
 use crate::suggest::DidYouMean;
@@ -242,6 +243,11 @@ impl Store {
     /// The index.
     pub fn index(&self) -> &Index {
         &self.index
+    }
+
+    /// The named profiles (see [`crate::profile`]).
+    pub fn profiles(&self) -> Profiles<'_> {
+        Profiles::new(self)
     }
 
     fn gc_lock(&self, exclusive: bool) -> Result<fs::File, StoreError> {
@@ -459,36 +465,32 @@ impl Store {
 
     /// Whether the tree `root` and every tree and file below it are in `objects/`.
     fn has_whole_tree(&self, root: &Digest) -> Result<bool, StoreError> {
-        let mut pending = vec![*root];
-        let mut seen = std::collections::HashSet::new();
-        while let Some(digest) = pending.pop() {
-            if !seen.insert(digest) {
-                continue;
-            }
-            if !self.blobs.has(&digest)? {
-                return Ok(false);
-            }
-            let tree = match Tree::load(self.blobs.as_ref(), &digest) {
+        /// Why the walk stopped early.
+        enum Stop {
+            Missing,
+            Failed(StoreError),
+        }
+        let mut files = std::collections::HashSet::new();
+        let walked = tree::TreeWalker::new(self.blobs.as_ref()).walk(root, |visit| {
+            let tree = match visit.tree {
                 Ok(tree) => tree,
-                Err(TreeError::Blob(e)) if e.is_not_found() => return Ok(false),
-                Err(e) => return Err(e.into()),
+                Err(TreeError::Blob(e)) if e.is_not_found() => return Err(Stop::Missing),
+                Err(e) => return Err(Stop::Failed(e.into())),
             };
             for entry in tree.entries() {
-                match &entry.node {
-                    Node::Directory { digest } => pending.push(*digest),
-                    Node::File { digest, .. } => {
-                        if !seen.insert(*digest) {
-                            continue;
-                        }
-                        if !self.blobs.has(digest)? {
-                            return Ok(false);
-                        }
+                if let Node::File { digest, .. } = &entry.node {
+                    if files.insert(*digest) && !self.blobs.has(digest).map_err(|e| Stop::Failed(e.into()))? {
+                        return Err(Stop::Missing);
                     }
-                    Node::Symlink { .. } => {}
                 }
             }
+            Ok(())
+        });
+        match walked {
+            Ok(()) => Ok(true),
+            Err(Stop::Missing) => Ok(false),
+            Err(Stop::Failed(e)) => Err(e),
         }
-        Ok(true)
     }
 
     /// The artifact's on-disk document (which, unlike the index row, carries the build log).
@@ -696,22 +698,12 @@ impl Store {
                 Err(e) => report.skipped.push(crate::error_chain(&e)),
             }
         }
-        let mut trees = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        let mut stack: Vec<Digest> = records.iter().map(|r| r.root).collect();
-        while let Some(digest) = stack.pop() {
-            if !seen.insert(digest) {
-                continue;
-            }
-            trees.push(digest);
-            if let Ok(tree) = Tree::load(self.blobs.as_ref(), &digest) {
-                for entry in tree.entries() {
-                    if let Node::Directory { digest } = entry.node {
-                        stack.push(digest);
-                    }
-                }
-            }
+        // Every tree object the documents reach (an unreadable one is a tree all the same).
+        let mut walker = tree::TreeWalker::new(self.blobs.as_ref());
+        for record in &records {
+            let Ok(()) = walker.walk(&record.root, |_| Ok::<_, std::convert::Infallible>(()));
         }
+        let trees: Vec<Digest> = walker.visited().iter().copied().collect();
         match self.index.rebuild(&objects, &trees, &records) {
             Err(IndexError::Damaged { .. }) => {
                 report.moved_index = Some(self.index.move_aside()?);

@@ -233,44 +233,42 @@ impl fmt::Debug for Verification<'_> {
     }
 }
 
-impl Store {
-    /// Verifies the store (see the module docs); with `repair`, also repairs what it can.
-    /// `progress` is called with the stored bytes of each object re-hashed.
-    pub fn verify_store(
-        &self,
-        repair: bool,
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<VerifyReport, StoreError> {
-        let _lock = if repair {
-            self.exclusive_lock()?
-        } else {
-            self.writer_lock()?
-        };
-        let mut verification = Verification {
-            store: self,
-            progress,
-            report: VerifyReport::default(),
-            present: HashSet::new(),
-            corrupt: HashMap::new(),
-            indexed_artifacts: self
-                .index()
-                .artifacts_with_prefix("")?
-                .into_iter()
-                .map(|r| r.id)
-                .collect(),
-            indexed_objects: self.index().object_digests()?,
-            documented_artifacts: HashSet::new(),
-            trees: HashMap::new(),
-        };
-        for check in CHECKS {
-            log::debug!("verify: {}", check.name);
-            (check.run)(&mut verification)?;
-        }
-        if repair && !verification.report.problems.is_empty() {
-            apply_fixes(self, &mut verification.report)?;
-        }
-        Ok(verification.report)
+/// Verifies `store` (see the module docs); with `repair`, also repairs what it can.
+/// `progress` is called with the stored bytes of each object re-hashed.
+pub fn verify_store(
+    store: &Store,
+    repair: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<VerifyReport, StoreError> {
+    let _lock = if repair {
+        store.exclusive_lock()?
+    } else {
+        store.writer_lock()?
+    };
+    let mut verification = Verification {
+        store,
+        progress,
+        report: VerifyReport::default(),
+        present: HashSet::new(),
+        corrupt: HashMap::new(),
+        indexed_artifacts: store
+            .index()
+            .artifacts_with_prefix("")?
+            .into_iter()
+            .map(|r| r.id)
+            .collect(),
+        indexed_objects: store.index().object_digests()?,
+        documented_artifacts: HashSet::new(),
+        trees: HashMap::new(),
+    };
+    for check in CHECKS {
+        log::debug!("verify: {}", check.name);
+        (check.run)(&mut verification)?;
     }
+    if repair && !verification.report.problems.is_empty() {
+        apply_fixes(store, &mut verification.report)?;
+    }
+    Ok(verification.report)
 }
 
 impl Verification<'_> {
@@ -452,10 +450,10 @@ fn check_profiles(v: &mut Verification<'_>) -> Result<(), StoreError> {
         .collect();
     names.sort();
     for name in names {
-        if let Err(e) = v.store.current_generation(&name) {
+        if let Err(e) = v.store.profiles().current(&name) {
             v.problem(Problem::damaged(format!("profile {name}"), None, &e, None));
         }
-        let generations = match v.store.generations(&name) {
+        let generations = match v.store.profiles().generations(&name) {
             Ok(generations) => generations,
             Err(e) => {
                 v.problem(Problem::damaged(format!("profile {name}"), None, &e, None));
@@ -467,7 +465,7 @@ fn check_profiles(v: &mut Verification<'_>) -> Result<(), StoreError> {
             if v.check_blob(&generation.document, &subject, "profile document", None) {
                 continue;
             }
-            let doc = match v.store.profile_doc(&generation.document) {
+            let doc = match v.store.profiles().doc(&generation.document) {
                 Ok(doc) => doc,
                 Err(e) => {
                     v.problem(Problem::damaged(subject, Some(generation.document), &e, None));

@@ -177,11 +177,7 @@ pub fn build(
     if let Some(record) = registered(store, &spec.id)? {
         return Ok(BuildOutcome::Cached(record));
     }
-    let locks = store.root().join("locks");
-    crate::modes::create_dir_all(&locks, crate::modes::PRIVATE_DIR).io_context("create directory", &locks)?;
-    let lock_path = locks.join(format!("{}-{}.lock", spec.id.name(), spec.id.hash()));
-    let lock = crate::modes::open_lock(&lock_path).io_context("open", &lock_path)?;
-    lock.lock().io_context("lock", &lock_path)?;
+    let _id_lock = lock_id(store, &spec.id)?;
     // Shared GC lock until the artifact is registered: GC cannot sweep the imports, the
     // sources found present or the objects this build commits before they are referenced.
     let _writer = store.writer_lock()?;
@@ -189,7 +185,34 @@ pub fn build(
     if let Some(record) = registered(store, &spec.id)? {
         return Ok(BuildOutcome::Cached(record));
     }
-    let mut import_dirs = Vec::new();
+    let import_dirs = registered_imports(store, spec, origin)?;
+    let dirs = BuildDirs::create(store, spec)?;
+    let sandboxed = match run_on_build_thread(store, spec, origin, options, &dirs, &import_dirs) {
+        Ok(sandboxed) => sandboxed,
+        Err(source) => return Err(dirs.failure(spec, options.keep, source)),
+    };
+    let record = register_output(store, spec, &dirs)?;
+    if options.keep != KeepBuild::Always {
+        dirs.remove();
+    }
+    Ok(BuildOutcome::Built { record, sandboxed })
+}
+
+/// Takes the lock of `id` (`locks/<name>-<hash>.lock`), held while the returned file lives:
+/// concurrent builds of one spec run once.
+fn lock_id(store: &Store, id: &ArtifactId) -> Result<File, BuildError> {
+    let locks = store.root().join("locks");
+    crate::modes::create_dir_all(&locks, crate::modes::PRIVATE_DIR).io_context("create directory", &locks)?;
+    let lock_path = locks.join(format!("{}-{}.lock", id.name(), id.hash()));
+    let lock = crate::modes::open_lock(&lock_path).io_context("open", &lock_path)?;
+    lock.lock().io_context("lock", &lock_path)?;
+    Ok(lock)
+}
+
+/// The view-relative directories of the spec's imports, or [`BuildError::UnknownImport`] for
+/// the first one the store does not have.
+fn registered_imports(store: &Store, spec: &BuildSpec, origin: &str) -> Result<Vec<PathBuf>, BuildError> {
+    let mut import_dirs = Vec::with_capacity(spec.imports.len());
     for import in &spec.imports {
         if registered(store, &import.id)?.is_none() {
             return Err(BuildError::UnknownImport {
@@ -199,86 +222,138 @@ pub fn build(
         }
         import_dirs.push(relative_view_path(&import.id));
     }
+    Ok(import_dirs)
+}
 
-    let token = store.scratch().fresh_path("b");
-    let token = token
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("b")
-        .to_string();
-    let base = store.root().join("builds").join(format!(
-        "{}-{}-{}-{token}",
-        spec.id.name(),
-        spec.id.hash(),
-        std::process::id()
-    ));
-    let build_dir = base.join("build");
-    let staging = base.join("artifact");
-    let scaffold = base.join("scaffold");
-    let log_path = base.join("build.log");
-    for dir in [&build_dir, &staging] {
-        fs::create_dir_all(dir).io_context("create directory", dir)?;
+/// The directories of one build attempt (see the module docs).
+struct BuildDirs {
+    /// `builds/<name>-<hash>-<pid>-<n>`: removed as a whole.
+    base: PathBuf,
+    /// `$BUILD`.
+    build: PathBuf,
+    /// What the job installs into.
+    staging: PathBuf,
+    /// Mount point of the sandbox's tmpfs.
+    scaffold: PathBuf,
+    /// `build.log`.
+    log: PathBuf,
+}
+
+impl BuildDirs {
+    /// Creates a fresh attempt directory with `build/build.json` and an empty staging
+    /// directory.
+    fn create(store: &Store, spec: &BuildSpec) -> Result<BuildDirs, BuildError> {
+        let token = store.scratch().fresh_path("b");
+        let token = token
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("b")
+            .to_string();
+        let base = store.root().join("builds").join(format!(
+            "{}-{}-{}-{token}",
+            spec.id.name(),
+            spec.id.hash(),
+            std::process::id()
+        ));
+        let dirs = BuildDirs {
+            build: base.join("build"),
+            staging: base.join("artifact"),
+            scaffold: base.join("scaffold"),
+            log: base.join("build.log"),
+            base,
+        };
+        for dir in [&dirs.build, &dirs.staging] {
+            fs::create_dir_all(dir).io_context("create directory", dir)?;
+        }
+        let spec_text = serde_json::to_vec_pretty(&spec.document).expect("specs serialise");
+        fs::write(dirs.build.join("build.json"), &spec_text)
+            .io_context("write", dirs.build.join("build.json"))?;
+        Ok(dirs)
     }
-    let spec_text = serde_json::to_vec_pretty(&spec.document).expect("specs serialise");
-    fs::write(build_dir.join("build.json"), &spec_text).io_context("write", build_dir.join("build.json"))?;
 
-    let final_path = view_path(&options.view, &spec.id);
+    /// The error of a failed job, with the tail of its log; removes the attempt unless it is
+    /// to be kept.
+    fn failure(self, spec: &BuildSpec, keep: KeepBuild, source: JobFailure) -> BuildError {
+        let tail = tail_lines(&self.log, 20);
+        if keep == KeepBuild::Never {
+            self.remove();
+        }
+        BuildError::Failed {
+            id: spec.id.clone(),
+            log: self.log,
+            tail,
+            source: Box::new(source),
+        }
+    }
+
+    /// Removes the attempt directory (best effort: a leftover is only disk space).
+    fn remove(&self) {
+        let _ = fs::remove_dir_all(&self.base);
+    }
+}
+
+/// Runs the job on a thread of its own (the sandbox's mount namespace belongs to that thread);
+/// returns whether it ran sandboxed.
+fn run_on_build_thread(
+    store: &Store,
+    spec: &BuildSpec,
+    origin: &str,
+    options: &BuildOptions,
+    dirs: &BuildDirs,
+    import_dirs: &[PathBuf],
+) -> Result<bool, JobFailure> {
     let layout = sandbox::Layout {
         view: &options.view,
-        scaffold: &scaffold,
+        scaffold: &dirs.scaffold,
         artifact: &relative_view_path(&spec.id),
-        staging: &staging,
-        imports: &import_dirs,
+        staging: &dirs.staging,
+        imports: import_dirs,
     };
-    let result = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         s.spawn(|| {
-            let sandboxed = can_sandbox() && options.view.join("artifacts").is_dir() && {
-                match sandbox::enter(&layout) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        log::warn!("no build sandbox ({e}); $ARTIFACT is the staging directory");
-                        false
-                    }
-                }
-            };
+            let sandboxed = enter_sandbox(&layout);
             let artifact_path = if sandboxed {
-                final_path.clone()
+                view_path(&options.view, &spec.id)
             } else {
-                staging.clone()
+                dirs.staging.clone()
             };
-            let env = environment(spec, &build_dir, &artifact_path, &options.view);
+            let env = environment(spec, &dirs.build, &artifact_path, &options.view);
             let hits = BuildHits {
                 store,
                 spec,
                 origin,
-                build_dir: &build_dir,
+                build_dir: &dirs.build,
                 artifact: &artifact_path,
             };
-            run(&hits, &build_dir, &log_path, env, options.verbose).map(|()| sandboxed)
+            run(&hits, &dirs.build, &dirs.log, env, options.verbose).map(|()| sandboxed)
         })
         .join()
         .unwrap_or(Err(JobFailure::Panicked))
-    });
-    let sandboxed = match result {
-        Ok(sandboxed) => sandboxed,
-        Err(source) => {
-            let tail = tail_lines(&log_path, 20);
-            if options.keep == KeepBuild::Never {
-                let _ = fs::remove_dir_all(&base);
-            }
-            return Err(BuildError::Failed {
-                id: spec.id.clone(),
-                log: log_path,
-                tail,
-                source: Box::new(source),
-            });
-        }
-    };
+    })
+}
 
+/// Moves the calling thread into the build sandbox when it can (root, and the view is up);
+/// false (with a warning if it was tried) when the job must write to the staging directory.
+fn enter_sandbox(layout: &sandbox::Layout<'_>) -> bool {
+    if !can_sandbox() || !layout.view.join("artifacts").is_dir() {
+        return false;
+    }
+    match sandbox::enter(layout) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("no build sandbox ({e}); $ARTIFACT is the staging directory");
+            false
+        }
+    }
+}
+
+/// Ingests the staging directory and the build log and registers the artifact (the commit
+/// point of a build).
+fn register_output(store: &Store, spec: &BuildSpec, dirs: &BuildDirs) -> Result<ArtifactRecord, BuildError> {
     let batch = store.objects().batch();
-    let ingested =
-        tree::ingest_tree(&batch, &staging, tree::MtimePolicy::Keep, &|_| {}).map_err(StoreError::from)?;
-    let log_bytes = fs::read(&log_path).io_context("read", &log_path)?;
+    let ingested = tree::ingest_tree(&batch, &dirs.staging, tree::MtimePolicy::Keep, &|_| {})
+        .map_err(StoreError::from)?;
+    let log_bytes = fs::read(&dirs.log).io_context("read", &dirs.log)?;
     let log_outcome = batch.put_bytes(&log_bytes).map_err(StoreError::from)?;
     batch.commit().map_err(StoreError::from)?;
     let record = ArtifactRecord {
@@ -300,10 +375,7 @@ pub fn build(
         kind: tree::ObjectKind::Blob,
     });
     store.register(&record, &objects)?;
-    if options.keep != KeepBuild::Always {
-        let _ = fs::remove_dir_all(&base);
-    }
-    Ok(BuildOutcome::Built { record, sandboxed })
+    Ok(record)
 }
 
 fn registered(store: &Store, id: &ArtifactId) -> Result<Option<ArtifactRecord>, BuildError> {

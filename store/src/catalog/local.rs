@@ -88,9 +88,9 @@ impl LocalCatalog {
 
 impl Catalog for LocalCatalog {
     fn profile(&self, name: &str) -> Result<Option<(Generation, ProfileDoc)>, StoreError> {
-        match self.store.current_generation(name)? {
+        match self.store.profiles().current(name)? {
             Some(generation) => {
-                let doc = self.store.profile_doc(&generation.document)?;
+                let doc = self.store.profiles().doc(&generation.document)?;
                 Ok(Some((generation, doc)))
             }
             None => Ok(None),
@@ -101,7 +101,7 @@ impl Catalog for LocalCatalog {
         if let Some(watch) = self.watch.as_ref() {
             watch.add(&self.store.root().join("profiles").join(name));
         }
-        Ok(self.store.current_generation(name)?.map(|g| g.document))
+        Ok(self.store.profiles().current(name)?.map(|g| g.document))
     }
 
     fn wait_for_change(&self, timeout: std::time::Duration) {
@@ -112,7 +112,7 @@ impl Catalog for LocalCatalog {
     }
 
     fn profile_names(&self) -> Result<Vec<String>, StoreError> {
-        self.store.profile_names()
+        self.store.profiles().names()
     }
 
     fn artifacts(&self) -> Result<Vec<(ArtifactId, Digest)>, StoreError> {

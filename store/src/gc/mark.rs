@@ -9,7 +9,7 @@ use crate::artifact::ArtifactId;
 use crate::hash::Digest;
 use crate::source::SourceContent;
 use crate::store::Store;
-use crate::tree::{Node, Tree};
+use crate::tree::{Node, TreeWalker};
 
 /// What the mark reached.
 pub(super) struct Marked {
@@ -22,7 +22,7 @@ pub(super) struct Marked {
 /// Marks everything `roots` reach; `artifacts` are the documents on disk.
 pub(super) fn mark(store: &Store, roots: &Roots, artifacts: &ArtifactDocuments) -> Result<Marked, GcError> {
     let mut marker = Marker {
-        store,
+        walker: TreeWalker::new(store.blobs().as_ref()),
         marked: HashSet::new(),
     };
     for kept in &roots.generations {
@@ -47,14 +47,18 @@ pub(super) fn mark(store: &Store, roots: &Roots, artifacts: &ArtifactDocuments) 
             SourceContent::Tree(d) => marker.tree(&d, &|| format!("source {}", source.key))?,
         }
     }
+    let mut objects = marker.marked;
+    objects.extend(marker.walker.visited());
     Ok(Marked {
-        objects: marker.marked,
+        objects,
         artifacts: kept_artifacts,
     })
 }
 
 struct Marker<'a> {
-    store: &'a Store,
+    /// Every tree below the roots marked so far.
+    walker: TreeWalker<'a>,
+    /// Everything else marked: files, documents, logs, source blobs.
     marked: HashSet<Digest>,
 }
 
@@ -103,45 +107,20 @@ impl Marker<'_> {
     /// Marks the tree `digest` and everything below it, kept for `owner` (named if a tree
     /// cannot be read).
     fn tree(&mut self, digest: &Digest, owner: &dyn Fn() -> String) -> Result<(), GcError> {
-        self.walk(digest, owner, &mut Vec::new())
-    }
-
-    fn walk(
-        &mut self,
-        digest: &Digest,
-        owner: &dyn Fn() -> String,
-        path: &mut Vec<u8>,
-    ) -> Result<(), GcError> {
-        if !self.marked.insert(*digest) {
-            return Ok(());
-        }
-        let tree =
-            Tree::load(self.store.blobs().as_ref(), digest).map_err(|source| GcError::IncompleteRoot {
+        let marked = &mut self.marked;
+        self.walker.walk(digest, |visit| {
+            let path = visit.display_path();
+            let tree = visit.tree.map_err(|source| GcError::IncompleteRoot {
                 owner: owner(),
-                path: if path.is_empty() {
-                    ".".to_string()
-                } else {
-                    String::from_utf8_lossy(path).into_owned()
-                },
+                path,
                 source: Box::new(source.into()),
             })?;
-        for entry in tree.entries() {
-            match &entry.node {
-                Node::Directory { digest } => {
-                    let len = path.len();
-                    if !path.is_empty() {
-                        path.push(b'/');
-                    }
-                    path.extend_from_slice(&entry.name);
-                    self.walk(digest, owner, path)?;
-                    path.truncate(len);
+            for entry in tree.entries() {
+                if let Node::File { digest, .. } = &entry.node {
+                    marked.insert(*digest);
                 }
-                Node::File { digest, .. } => {
-                    self.marked.insert(*digest);
-                }
-                Node::Symlink { .. } => {}
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

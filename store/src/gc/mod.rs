@@ -132,7 +132,7 @@ mod tests {
         let member = add("member", "kept by the profile");
         let garbage = add("garbage", "kept by nothing");
         store.pin(&pinned).unwrap();
-        store.create_profile("p", &[member.to_string()]).unwrap();
+        store.profiles().create("p", &[member.to_string()]).unwrap();
         let documents = |store: &Store| -> Vec<ArtifactId> {
             store
                 .artifact_documents()

@@ -94,9 +94,9 @@ fn generations(
 ) -> Result<(Vec<KeptGeneration>, Vec<Generation>), GcError> {
     let mut kept = Vec::new();
     let mut doomed = Vec::new();
-    for name in store.profile_names()? {
-        let current = store.current_generation(&name)?.map(|g| g.number);
-        let mut generations = store.generations(&name)?;
+    for name in store.profiles().names()? {
+        let current = store.profiles().current(&name)?.map(|g| g.number);
+        let mut generations = store.profiles().generations(&name)?;
         generations.reverse(); // newest first
         let mut kept_others = 0;
         for generation in generations {
@@ -109,13 +109,15 @@ fn generations(
                 doomed.push(generation);
                 continue;
             }
-            let doc = store
-                .profile_doc(&generation.document)
-                .map_err(|source| GcError::IncompleteRoot {
-                    owner: generation_owner(&generation),
-                    path: "(profile document)".to_string(),
-                    source: Box::new(source),
-                })?;
+            let doc =
+                store
+                    .profiles()
+                    .doc(&generation.document)
+                    .map_err(|source| GcError::IncompleteRoot {
+                        owner: generation_owner(&generation),
+                        path: "(profile document)".to_string(),
+                        source: Box::new(source),
+                    })?;
             kept.push(KeptGeneration { generation, doc });
         }
     }

@@ -25,11 +25,14 @@ use rayon::prelude::*;
 use super::chunks::{encode_pack, ChunkTable};
 use super::manifest::{Manifest, PublishedArtifact, PublishedProfile, SecretKey};
 use super::{object_path, RemoteError, CHUNK_SIZE, CHUNK_THRESHOLD};
+use crate::artifact::ArtifactRecord;
 use crate::blob::{BlobService, Codec};
 use crate::hash::Digest;
+use crate::profile::ProfileDoc;
 use crate::scratch::{fsync_dir, syncfs};
 use crate::store::Store;
-use crate::tree::{Node, Tree};
+use crate::store::StoreError;
+use crate::tree::{Node, TreeWalker};
 use crate::IoContext;
 
 /// zstd level for objects that are compressed at publish time (raw local objects, chunks,
@@ -72,55 +75,123 @@ pub fn publish(
     let _no_gc = store.writer_lock()?;
     let writer = Writer::new(dest)?;
     let manifest_path = dest.join("manifest.json");
-    let serial = match fs::read(&manifest_path) {
-        Ok(bytes) => Manifest::peek_serial(&bytes).unwrap_or(0) + 1,
-        Err(_) => 1,
-    };
+    let serial = next_serial(&manifest_path);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let mut manifest = Manifest::new(serial, now);
 
-    // Which profiles and artifacts.
+    let profiles = selected_profiles(store, options)?;
+    let records = selected_artifacts(store, options, &profiles)?;
+    let walk = reachable(store, &records, &profiles)?;
+    manifest.chunked = put_contents(store, &writer, &walk)?;
+    let chunked_files = manifest.chunked.len() as u64;
+    put_artifact_documents(&writer, &records, &mut manifest)?;
+    let mut report_profiles = BTreeMap::new();
+    for profile in &profiles {
+        let (published, prefetch_entries) = put_profile(store, &writer, profile)?;
+        manifest.profiles.insert(profile.name.clone(), published);
+        report_profiles.insert(profile.name.clone(), prefetch_entries);
+    }
+
+    let objects = writer.seen.lock().unwrap().len() as u64;
+    crate::crashpoint::hit("publish.staged");
+    let (written, written_bytes) = writer.commit()?;
+    crate::crashpoint::hit("publish.objects-durable");
+    write_manifest(dest, &manifest_path, &manifest.sign(key))?;
+    Ok(PublishReport {
+        serial,
+        objects,
+        written,
+        written_bytes,
+        chunked_files,
+        profiles: report_profiles,
+    })
+}
+
+/// The serial after that of the manifest at `manifest_path` (1 for a first publish).
+fn next_serial(manifest_path: &Path) -> u64 {
+    match fs::read(manifest_path) {
+        Ok(bytes) => Manifest::peek_serial(&bytes).unwrap_or(0) + 1,
+        Err(_) => 1,
+    }
+}
+
+/// A profile to publish: its name, current document digest and document.
+struct SelectedProfile {
+    name: String,
+    document: Digest,
+    doc: ProfileDoc,
+}
+
+/// The current generation of each profile `options` names (every profile by default).
+fn selected_profiles(store: &Store, options: &PublishOptions) -> Result<Vec<SelectedProfile>, RemoteError> {
     let names = match &options.profiles {
         Some(names) => names.clone(),
-        None => store.profile_names()?,
+        None => store.profiles().names()?,
     };
-    let mut docs = Vec::new();
-    for name in &names {
-        let generation = store.require_profile(name)?;
-        let doc = store.profile_doc(&generation.document)?;
-        docs.push((name.clone(), generation.document, doc));
+    let mut profiles = Vec::with_capacity(names.len());
+    for name in names {
+        let generation = store.profiles().require(&name)?;
+        let doc = store.profiles().doc(&generation.document)?;
+        profiles.push(SelectedProfile {
+            name,
+            document: generation.document,
+            doc,
+        });
     }
+    Ok(profiles)
+}
+
+/// The artifacts to publish: every artifact, or with named profiles only those they use.
+fn selected_artifacts(
+    store: &Store,
+    options: &PublishOptions,
+    profiles: &[SelectedProfile],
+) -> Result<Vec<ArtifactRecord>, RemoteError> {
     let wanted: Option<HashSet<_>> = options.profiles.as_ref().map(|_| {
-        docs.iter()
-            .flat_map(|(_, _, doc)| doc.artifacts.iter().map(|a| a.id.clone()))
+        profiles
+            .iter()
+            .flat_map(|p| p.doc.artifacts.iter().map(|a| a.id.clone()))
             .collect()
     });
-    let records: Vec<_> = store
+    Ok(store
         .artifacts()?
         .into_iter()
         .filter(|r| wanted.as_ref().is_none_or(|w| w.contains(&r.id)))
-        .collect();
+        .collect())
+}
 
-    // Every tree and file reachable from the artifacts.
-    let blobs = store.blobs();
-    let mut walk = Walk::default();
-    for record in &records {
-        walk.tree(blobs.as_ref(), &record.root)?;
+/// Every tree and file reachable from the artifacts and from the profiles' roots.
+fn reachable<'a>(
+    store: &'a Store,
+    records: &[ArtifactRecord],
+    profiles: &[SelectedProfile],
+) -> Result<Walk<'a>, RemoteError> {
+    let mut walk = Walk::new(store.blobs().as_ref());
+    for record in records {
+        walk.tree(&record.root)?;
     }
     // Profile roots whose artifacts were not listed (cannot happen for a consistent store, but
     // a profile must never reference a tree that is not published).
-    for (_, _, doc) in &docs {
-        for artifact in &doc.artifacts {
-            walk.tree(blobs.as_ref(), &artifact.root)?;
+    for profile in profiles {
+        for artifact in &profile.doc.artifacts {
+            walk.tree(&artifact.root)?;
             // The tree a profile shows when rules apply (what the view reads).
-            walk.tree(blobs.as_ref(), &artifact.shown_root())?;
+            walk.tree(&artifact.shown_root())?;
         }
     }
+    Ok(walk)
+}
 
-    // File contents: small ones as objects, large ones as chunks plus a table.
+/// Stages file contents (small ones as objects, large ones as chunks plus a table) and trees;
+/// returns the chunk table of each chunked file.
+fn put_contents(
+    store: &Store,
+    writer: &Writer,
+    walk: &Walk<'_>,
+) -> Result<BTreeMap<Digest, Digest>, RemoteError> {
     let files: Vec<(Digest, u64)> = walk.files.iter().map(|(d, s)| (*d, *s)).collect();
     let chunked: Vec<(Digest, Digest)> = files
         .par_iter()
@@ -138,14 +209,19 @@ pub fn publish(
         .into_iter()
         .flatten()
         .collect();
-    let chunked_files = chunked.len() as u64;
-    manifest.chunked = chunked.into_iter().collect();
-    walk.trees
+    walk.trees()
         .par_iter()
         .try_for_each(|digest| writer.put_local(store, digest, Phase::Data))?;
+    Ok(chunked.into_iter().collect())
+}
 
-    // Artifact documents.
-    for record in &records {
+/// Stages each artifact's document and lists it in the manifest.
+fn put_artifact_documents(
+    writer: &Writer,
+    records: &[ArtifactRecord],
+    manifest: &mut Manifest,
+) -> Result<(), RemoteError> {
+    for record in records {
         let bytes = serde_json::to_vec(record).expect("records serialise");
         let document = writer.put_bytes(&bytes, Phase::Data)?;
         manifest.artifacts.insert(
@@ -156,97 +232,102 @@ pub fn publish(
             },
         );
     }
+    Ok(())
+}
 
-    // Profiles: document, tree pack, prefetch list.
-    let mut report_profiles = BTreeMap::new();
-    for (name, document, doc) in &docs {
-        writer.put_local(store, document, Phase::Data)?;
-        let mut own = Walk::default();
-        for artifact in &doc.artifacts {
-            own.tree(blobs.as_ref(), &artifact.shown_root())?;
-        }
-        let mut packed = Vec::with_capacity(own.trees.len());
-        let mut order: Vec<_> = own.trees.iter().copied().collect();
-        order.sort();
-        for digest in order {
-            packed.push((digest, blobs.read(&digest)?));
-        }
-        let trees = writer.put_bytes(&encode_pack(&packed), Phase::Index)?;
-        let trace_path = store.root().join("traces").join(format!("{name}.trace"));
-        let prefetch = match super::trace::read_trace(&trace_path)? {
-            Some(list) => {
-                let in_profile: Vec<Digest> = list
-                    .into_iter()
-                    .filter(|d| own.files.contains_key(d) || own.trees.contains(d))
-                    .collect();
-                report_profiles.insert(name.clone(), in_profile.len());
-                let text: String = in_profile.iter().map(|d| format!("{d}\n")).collect();
-                Some(writer.put_bytes(text.as_bytes(), Phase::Index)?)
-            }
-            None => {
-                report_profiles.insert(name.clone(), 0);
-                None
-            }
-        };
-        manifest.profiles.insert(
-            name.clone(),
-            PublishedProfile {
-                document: *document,
-                trees: Some(trees),
-                prefetch,
-            },
-        );
+/// Stages a profile's document, the pack of the trees it shows and its prefetch list; returns
+/// its manifest entry and the number of prefetch entries.
+fn put_profile(
+    store: &Store,
+    writer: &Writer,
+    profile: &SelectedProfile,
+) -> Result<(PublishedProfile, usize), RemoteError> {
+    let blobs = store.blobs();
+    writer.put_local(store, &profile.document, Phase::Data)?;
+    let mut own = Walk::new(blobs.as_ref());
+    for artifact in &profile.doc.artifacts {
+        own.tree(&artifact.shown_root())?;
     }
+    let mut packed = Vec::with_capacity(own.trees().len());
+    let mut order: Vec<_> = own.trees().iter().copied().collect();
+    order.sort();
+    for digest in order {
+        packed.push((digest, blobs.read(&digest)?));
+    }
+    let trees = writer.put_bytes(&encode_pack(&packed), Phase::Index)?;
+    let (prefetch, prefetch_entries) = put_prefetch_list(store, writer, &profile.name, &own)?;
+    let published = PublishedProfile {
+        document: profile.document,
+        trees: Some(trees),
+        prefetch,
+    };
+    Ok((published, prefetch_entries))
+}
 
-    let objects = writer.seen.lock().unwrap().len() as u64;
-    crate::crashpoint::hit("publish.staged");
-    let (written, written_bytes) = writer.commit()?;
-    crate::crashpoint::hit("publish.objects-durable");
-    // The commit point.
+/// Stages the recorded trace of profile `name`, keeping only digests of `own` (the profile's
+/// trees and files); returns its digest (none without a trace) and its length.
+fn put_prefetch_list(
+    store: &Store,
+    writer: &Writer,
+    name: &str,
+    own: &Walk<'_>,
+) -> Result<(Option<Digest>, usize), RemoteError> {
+    let trace_path = store.root().join("traces").join(format!("{name}.trace"));
+    let Some(list) = super::trace::read_trace(&trace_path)? else {
+        return Ok((None, 0));
+    };
+    let in_profile: Vec<Digest> = list
+        .into_iter()
+        .filter(|d| own.files.contains_key(d) || own.trees().contains(d))
+        .collect();
+    let text: String = in_profile.iter().map(|d| format!("{d}\n")).collect();
+    let digest = writer.put_bytes(text.as_bytes(), Phase::Index)?;
+    Ok((Some(digest), in_profile.len()))
+}
+
+/// The commit point: replaces `manifest_path` with the signed manifest `bytes` (temp in
+/// `dest/.tmp`, fsync, rename, fsync of `dest`).
+fn write_manifest(dest: &Path, manifest_path: &Path, bytes: &[u8]) -> Result<(), RemoteError> {
     let tmp = dest.join(".tmp").join(format!("manifest-{}", std::process::id()));
-    let bytes = manifest.sign(key);
-    let result = File::create(&tmp)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, &bytes).and_then(|_| f.sync_all()))
-        .and_then(|_| fs::rename(&tmp, &manifest_path))
+    File::create(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes).and_then(|_| f.sync_all()))
+        .and_then(|_| fs::rename(&tmp, manifest_path))
         .inspect(|_| crate::crashpoint::hit("publish.manifest"))
-        .and_then(|_| fsync_dir(dest));
-    result.io_context("write", &manifest_path)?;
-    Ok(PublishReport {
-        serial,
-        objects,
-        written,
-        written_bytes,
-        chunked_files,
-        profiles: report_profiles,
-    })
+        .and_then(|_| fsync_dir(dest))
+        .io_context("write", manifest_path)?;
+    Ok(())
 }
 
 /// Trees and files reachable from some roots.
-#[derive(Debug, Default)]
-struct Walk {
-    trees: HashSet<Digest>,
+#[derive(Debug)]
+struct Walk<'a> {
+    walker: TreeWalker<'a>,
     files: std::collections::HashMap<Digest, u64>,
 }
 
-impl Walk {
-    fn tree(&mut self, blobs: &dyn BlobService, root: &Digest) -> Result<(), RemoteError> {
-        let mut stack = vec![*root];
-        while let Some(digest) = stack.pop() {
-            if !self.trees.insert(digest) {
-                continue;
-            }
-            let tree = Tree::load(blobs, &digest).map_err(crate::store::StoreError::from)?;
+impl<'a> Walk<'a> {
+    fn new(blobs: &'a dyn BlobService) -> Walk<'a> {
+        Walk {
+            walker: TreeWalker::new(blobs),
+            files: std::collections::HashMap::new(),
+        }
+    }
+
+    fn tree(&mut self, root: &Digest) -> Result<(), RemoteError> {
+        let files = &mut self.files;
+        self.walker.walk(root, |visit| {
+            let tree = visit.tree.map_err(StoreError::from)?;
             for entry in tree.entries() {
-                match &entry.node {
-                    Node::Directory { digest } => stack.push(*digest),
-                    Node::File { digest, size, .. } => {
-                        self.files.insert(*digest, *size);
-                    }
-                    Node::Symlink { .. } => {}
+                if let Node::File { digest, size, .. } = &entry.node {
+                    files.insert(*digest, *size);
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        })
+    }
+
+    fn trees(&self) -> &HashSet<Digest> {
+        self.walker.visited()
     }
 }
 

@@ -1081,7 +1081,7 @@ in_profile = false
         let stack = parse_ok(&text);
         assert_eq!(stack.profile.as_deref(), Some("tools"));
         assert_eq!(stack.env["MANPATH"], "$PROFILE/share/man");
-        let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/specs");
+        let specs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/specs");
         for name in ["zlib", "minigzip"] {
             let hand = std::fs::read_to_string(specs.join(format!("{name}.json"))).unwrap();
             let hand = build::spec::parse(name, &hand).unwrap();

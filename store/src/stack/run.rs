@@ -212,7 +212,7 @@ pub fn profile_doc(store: &Store, stack: &Stack) -> Result<ProfileDoc, StackErro
             id: record.id,
             root: record.root,
             rules: package.rules.clone(),
-            // Derived from root and rules by `create_profile_doc`.
+            // Derived from root and rules by `Profiles::create_doc`.
             view: None,
         });
     }
@@ -275,9 +275,9 @@ pub enum Applied {
 /// Makes `doc` the current generation of profile `name`, creating a generation only when the
 /// current one differs (so re-applying an unchanged stack writes nothing).
 pub fn apply_profile(store: &Store, name: &str, doc: &ProfileDoc) -> Result<Applied, StackError> {
-    let previous = match store.current_generation(name)? {
+    let previous = match store.profiles().current(name)? {
         Some(current) => {
-            let current_doc = store.profile_doc(&current.document)?;
+            let current_doc = store.profiles().doc(&current.document)?;
             if same_profile(&current_doc, doc) {
                 return Ok(Applied::Unchanged(current));
             }
@@ -285,12 +285,12 @@ pub fn apply_profile(store: &Store, name: &str, doc: &ProfileDoc) -> Result<Appl
         }
         None => None,
     };
-    let generation = store.create_profile_doc(name, doc)?;
+    let generation = store.profiles().create_doc(name, doc)?;
     Ok(Applied::Created { generation, previous })
 }
 
 /// Whether two profile documents describe the same profile, ignoring the rule views
-/// `create_profile_doc` derives from root and rules alone (so a stored document equals the
+/// `Profiles::create_doc` derives from root and rules alone (so a stored document equals the
 /// one it was created from).
 pub fn same_profile(a: &ProfileDoc, b: &ProfileDoc) -> bool {
     let strip = |doc: &ProfileDoc| {

@@ -55,7 +55,7 @@
 //!   host Python; Debian's `/usr/bin/python3` itself would use `local/lib/…/dist-packages`).
 //!   The profile sets `PYTHONPATH` to those directories (see `run::profile_doc`).
 //!
-//! The `configure-make` nodes are exactly what `scripts/specs/*.json` spell out by hand, so a
+//! The `configure-make` nodes are exactly what `tests/fixtures/specs/*.json` spell out by hand, so a
 //! dependency-free `configure-make` package has the same artifact id as the equivalent
 //! hand-written spec and the two share the build cache. Changing a template changes the ids
 //! of every package that uses it; that is intended (the build changed).

@@ -59,8 +59,8 @@ pub fn fill_local_store(store: &Store, scratch: &Path) -> Result<CatalogExpected
     }
     let main = profile_doc(&[&artifacts[0]]);
     let other = profile_doc(&[&artifacts[1], &artifacts[0]]);
-    store.create_profile_doc("main", &main)?;
-    store.create_profile_doc("other", &other)?;
+    store.profiles().create_doc("main", &main)?;
+    store.profiles().create_doc("other", &other)?;
     Ok(CatalogExpected {
         artifacts,
         profiles: vec![("main".into(), main), ("other".into(), other)],
@@ -79,7 +79,7 @@ pub fn switch_local_store(
         .find(|(id, _)| id.name() == "alpha")
         .expect("filled by fill_local_store");
     let doc = profile_doc(&[alpha]);
-    store.create_profile_doc("main", &doc)?;
+    store.profiles().create_doc("main", &doc)?;
     Ok(("main".to_string(), doc))
 }
 

@@ -32,9 +32,11 @@
 
 mod export;
 mod ingest;
+mod walk;
 
 pub use export::{export_tree, export_tree_with_progress, set_mtime, ExportTimes};
 pub use ingest::{ingest_tree, IngestedObject, IngestedTree, MtimePolicy, ObjectKind};
+pub use walk::{TreeWalker, Visit};
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,5 +1,5 @@
-//! Fuzzing build specs: the specs kept in `scripts/specs`, edited as JSON (nodes replaced by
-//! values built from the spec vocabulary, or removed) and then mangled as text; and random
+//! Fuzzing build specs: the specs kept in `tests/fixtures/specs`, edited as JSON (nodes
+//! replaced by values built from the spec vocabulary, or removed) and then mangled as text; and random
 //! text. Properties: no panic; a failure is [`BuildError::BadJson`] or
 //! [`BuildError::BadSpec`]; a spec that parses is canonical (its document parses again to the
 //! same spec and id); substitution never panics.
@@ -13,9 +13,9 @@ use crate::build::job;
 use crate::fuzzing::{apply_json_edits, config, json_edits, mutated, mutations};
 
 const SEEDS: &[&str] = &[
-    include_str!("../../../../scripts/specs/hello.json"),
-    include_str!("../../../../scripts/specs/zlib.json"),
-    include_str!("../../../../scripts/specs/minigzip.json"),
+    include_str!("../../../../tests/fixtures/specs/hello.json"),
+    include_str!("../../../../tests/fixtures/specs/zlib.json"),
+    include_str!("../../../../tests/fixtures/specs/minigzip.json"),
     r#"{"name": "x", "build": {"commands": []}}"#,
 ];
 

@@ -1,5 +1,5 @@
-//! Fuzzing stack files: the stacks kept in `scripts/stacks`, edited as documents (nodes
-//! replaced by values built from the stack vocabulary, or removed), edited line by line, and
+//! Fuzzing stack files: the stacks kept in `scripts/stacks` and `tests/fixtures/stacks`,
+//! edited as documents (nodes replaced by values built from the stack vocabulary, or removed), edited line by line, and
 //! mangled as text; and random text. Properties: no panic; a failure is
 //! [`StackError::Invalid`] with a position inside the text; every package of a stack that
 //! parses has a canonical spec (its document parses again to the same id), and the build
@@ -15,7 +15,7 @@ use crate::fuzzing::{apply_json_edits, config, json_edits, mutated, mutations};
 
 const SEEDS: &[&str] = &[
     include_str!("../../../../scripts/stacks/hello-zlib.toml"),
-    include_str!("../../../../scripts/stacks/six.toml"),
+    include_str!("../../../../tests/fixtures/stacks/six.toml"),
 ];
 
 /// Keys and values a stack file uses.
