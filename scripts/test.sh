@@ -22,8 +22,10 @@ START=$SECONDS
 # peers used by tests; build-essential, pkg-config: builds from source;
 # util-linux (setpriv), passwd (useradd): tests that run as an unprivileged user;
 # nginx-light, zstd: the cluster tests (a real HTTP server, forged objects); git: git sources;
-# strace: tests that count what a process opens or connects to.
-need_pkgs fuse3 squashfs-tools build-essential pkg-config util-linux passwd nginx-light zstd git strace
+# strace: tests that count what a process opens or connects to;
+# slurm-wlm, munge: the Slurm tests (scripts/slurm-cluster.sh runs a private three-node cluster).
+need_pkgs fuse3 squashfs-tools build-essential pkg-config util-linux passwd nginx-light zstd git strace \
+    slurm-wlm munge
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup, stable) and re-run"
 
 "$ROOT/scripts/fetch-corpus.sh" cpython debsrc
