@@ -91,6 +91,17 @@ fn copy_moves_an_artifact_and_refuses_forged_objects_and_foreign_keys() {
     assert!(out.contains(&id), "{out}");
     assert_same_export(&t, &u, &id, "sample");
     u.ok(["-q", "store", "verify"]);
+    // `hdist publish` writes the same entries: a published store is a cache.
+    let published = t.path("published");
+    t.ok([
+        "-q".as_ref(),
+        "publish".as_ref(),
+        "--to".as_ref(),
+        published.as_os_str(),
+    ]);
+    let p = TestStore::new();
+    run_ok(&mut copy_from(&p, &published, &public, &[], &[&id]));
+    assert_same_export(&t, &p, &id, "sample-published");
     let again = run_ok(&mut copy_from(&u, &cache, &public, &["--json"], &[&id]));
     let again: serde_json::Value = serde_json::from_str(&again).unwrap();
     assert_eq!(again["written"], 0, "{again}");
