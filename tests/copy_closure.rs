@@ -91,6 +91,14 @@ fn copy_moves_an_artifact_and_refuses_forged_objects_and_foreign_keys() {
     assert!(out.contains(&id), "{out}");
     assert_same_export(&t, &u, &id, "sample");
     u.ok(["-q", "store", "verify"]);
+    // Over HTTP: the lookup reads the artifact's own entry, never a store-wide index.
+    let server = crate::http_server::HttpServer::start(&cache);
+    let h = TestStore::new();
+    run_ok(&mut h.cmd(["copy", "--from", &server.url("/"), "--key", &public, &id]));
+    assert_same_export(&t, &h, &id, "sample-http");
+    let paths: Vec<String> = server.log().into_iter().map(|l| l.path).collect();
+    assert_eq!(paths[0], format!("/artifacts/{name}/{hash}.json"), "{paths:?}");
+    assert!(paths.iter().all(|p| !p.contains("manifest")), "{paths:?}");
     // `hdist publish` writes the same entries: a published store is a cache.
     let published = t.path("published");
     t.ok([
