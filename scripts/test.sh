@@ -25,9 +25,10 @@ START=$SECONDS
 # strace: tests that count what a process opens or connects to; cmake, meson, ninja-build:
 # the cmake and meson template tests build with the host's tools (on the templates' PATH);
 # python3-venv, python3-pip, python3-setuptools, python3-wheel: the python and wheel
-# template tests install with a virtual environment over the host's python3.
+# template tests install with a virtual environment over the host's python3;
+# slurm-wlm, munge: the Slurm tests (scripts/slurm-cluster.sh runs a private three-node cluster).
 need_pkgs fuse3 squashfs-tools build-essential pkg-config util-linux passwd nginx-light zstd git strace \
-    cmake meson ninja-build python3-venv python3-pip python3-setuptools python3-wheel
+    cmake meson ninja-build python3-venv python3-pip python3-setuptools python3-wheel slurm-wlm munge
 command -v cargo >/dev/null 2>&1 || die "cargo not found: install the Rust toolchain (rustup, stable) and re-run"
 
 "$ROOT/scripts/fetch-corpus.sh" cpython debsrc templ

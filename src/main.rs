@@ -5,6 +5,7 @@
 
 mod build_cmd;
 mod config;
+mod copy_cmd;
 mod docs_cmd;
 mod info_cmd;
 mod mount_cmd;
@@ -73,6 +74,8 @@ enum Command {
     BuildLog(build_cmd::ResolveArgs),
     /// Publish the store as static files for HTTP servers (signed manifest).
     Publish(remote_cmd::PublishArgs),
+    /// Copy artifacts and their imports to a published directory, or import them from one.
+    Copy(copy_cmd::CopyArgs),
     /// Manage the publishing key.
     #[command(subcommand)]
     Key(remote_cmd::KeyCommand),
@@ -205,6 +208,7 @@ fn main() -> ExitCode {
         Command::Resolve(args) => build_cmd::resolve(&globals, &args),
         Command::BuildLog(args) => build_cmd::build_log(&globals, &args),
         Command::Publish(args) => remote_cmd::publish(&globals, &args),
+        Command::Copy(args) => copy_cmd::copy(&globals, &args),
         Command::Key(cmd) => remote_cmd::key(&globals, &cmd),
         Command::Up(args) => stack_cmd::up(&globals, &args),
         Command::Status(args) => stack_cmd::status(&globals, &args),

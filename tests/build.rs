@@ -112,26 +112,34 @@ fn fetch_debsrc(t: &TestStore) -> Option<()> {
     Some(())
 }
 
-#[test]
-fn hello_zlib_and_a_zlib_linked_program_build_and_run_from_a_profile() {
-    if !fuse_available() {
-        return;
-    }
-    let t = TestStore::new();
-    if fetch_debsrc(&t).is_none() {
-        return;
-    }
-    let _view = view_guard(&t);
+/// Fetches the Debian tarballs and builds hello, zlib and minigzip (which imports zlib) into
+/// `t` (whose view the caller guards); returns the three ids, one per line. `None`: the
+/// corpus is not fetched (skip).
+pub(crate) fn build_hello_zlib_minigzip(t: &TestStore) -> Option<String> {
+    fetch_debsrc(t)?;
     let specs = specs_dir();
-    let start = Instant::now();
-    let out = t.ok([
+    Some(t.ok([
         "-q".as_ref(),
         "build".as_ref(),
         "-j2".as_ref(),
         specs.join("hello.json").as_os_str(),
         specs.join("zlib.json").as_os_str(),
         specs.join("minigzip.json").as_os_str(),
-    ]);
+    ]))
+}
+
+#[test]
+fn hello_zlib_and_a_zlib_linked_program_build_and_run_from_a_profile() {
+    if !fuse_available() {
+        return;
+    }
+    let t = TestStore::new();
+    let _view = view_guard(&t);
+    let specs = specs_dir();
+    let start = Instant::now();
+    let Some(out) = build_hello_zlib_minigzip(&t) else {
+        return;
+    };
     eprintln!("built the stack in {:?}", start.elapsed());
     let ids: Vec<&str> = out.lines().collect();
     assert_eq!(ids.len(), 3, "{out}");

@@ -152,6 +152,22 @@ pub struct ArtifactRecord {
     pub build_log: Option<Digest>,
 }
 
+impl ArtifactRecord {
+    /// The artifacts its build imported (`spec.build.import[].id`): what it needs at run time
+    /// too, since builds link against imports at their final paths. GC keeps them, and a copy
+    /// of the artifact carries them.
+    pub fn imports(&self) -> Vec<ArtifactId> {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.pointer("/build/import"))
+            .and_then(|i| i.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|import| import.get("id")?.as_str()?.parse().ok())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

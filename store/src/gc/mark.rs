@@ -84,22 +84,7 @@ impl Marker<'_> {
             if let Some(log) = record.build_log {
                 self.marked.insert(log);
             }
-            let imports = record
-                .spec
-                .as_ref()
-                .and_then(|s| s.pointer("/build/import"))
-                .and_then(|i| i.as_array())
-                .cloned()
-                .unwrap_or_default();
-            for import in imports {
-                if let Some(id) = import
-                    .get("id")
-                    .and_then(|i| i.as_str())
-                    .and_then(|i| i.parse().ok())
-                {
-                    pending.push(id);
-                }
-            }
+            pending.extend(record.imports());
         }
         Ok(kept)
     }

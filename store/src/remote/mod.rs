@@ -13,6 +13,9 @@
 //! │                          documents, chunk tables, tree packs, prefetch lists, chunks of
 //! │                          large files): one zstd frame of the raw bytes, named by the
 //! │                          SHA-256 of the raw bytes; never rewritten once there
+//! ├── artifacts/<name>/<hash>.json
+//! │                          one signed entry per artifact, for lookups by id without
+//! │                          the manifest (binary caches, `hdist copy`; see [`copy`])
 //! └── .tmp/                  objects being written by a running publish (not served)
 //! ```
 //!
@@ -31,6 +34,7 @@
 pub mod cached;
 pub mod catalog;
 pub mod chunks;
+pub mod copy;
 pub mod http;
 pub mod manifest;
 pub mod publish;
@@ -38,15 +42,18 @@ pub mod trace;
 
 pub use cached::{CacheOptions, CachedBlobService};
 pub use catalog::RemoteCatalog;
+pub use copy::{copy_from, copy_to, CacheSource, CopyReport};
 pub use http::{HttpBlobService, HttpOptions, HttpStats};
 pub use manifest::{Manifest, PublicKey, PublishedProfile, SecretKey};
 pub use publish::{publish, PublishOptions, PublishReport};
 pub use trace::{read_trace, write_trace, RecordingBlobService};
 
+use std::path::Path;
+
 use crate::blob::BlobError;
 use crate::hash::Digest;
 use crate::store::StoreError;
-use crate::IoError;
+use crate::{IoContext, IoError};
 
 /// Files larger than this are published as chunks.
 pub const CHUNK_THRESHOLD: u64 = 4 << 20;
@@ -81,6 +88,13 @@ pub enum RemoteError {
         tried: String,
         reason: String,
     },
+    /// A published directory has no entry for an artifact (`artifacts/<name>/<hash>.json`).
+    #[error("artifact {id} is not in {location} (no {path}); copy or publish it there first")]
+    NotPublished {
+        id: crate::artifact::ArtifactId,
+        location: String,
+        path: String,
+    },
     /// A published object does not match its digest or does not decode.
     #[error("object {digest} from {url} is corrupt: {reason}; refusing it")]
     CorruptObject {
@@ -106,4 +120,21 @@ impl From<RemoteError> for BlobError {
 /// Object path of `digest` inside a published directory (relative, `/`-separated).
 pub fn object_path(digest: &Digest) -> String {
     format!("objects/{}", crate::blob::fanout::relative(digest, ".zst"))
+}
+
+/// Writes `path` durably: a temporary file beside it (so the rename stays on one file system
+/// wherever `path` is), fsync, rename, fsync of the directory.
+pub(crate) fn write_beside(path: &Path, bytes: &[u8]) -> Result<(), RemoteError> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    crate::modes::create_dir_all(dir, crate::modes::SHARED_DIR).io_context("create directory", dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).io_context("create a temporary file in", dir)?;
+    std::io::Write::write_all(&mut tmp, bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .io_context("write", tmp.path())?;
+    tmp.persist(path)
+        .map_err(|e| IoError::new("rename into place", path, e.error))?;
+    Ok(crate::scratch::fsync_dir(dir).io_context("sync", dir)?)
 }

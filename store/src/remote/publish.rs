@@ -100,6 +100,7 @@ pub fn publish(
     let (written, written_bytes) = writer.commit()?;
     crate::crashpoint::hit("publish.objects-durable");
     write_manifest(dest, &manifest_path, &manifest.sign(key))?;
+    super::copy::write_entries(store, dest, &manifest, key)?;
     Ok(PublishReport {
         serial,
         objects,
@@ -192,23 +193,7 @@ fn put_contents(
     writer: &Writer,
     walk: &Walk<'_>,
 ) -> Result<BTreeMap<Digest, Digest>, RemoteError> {
-    let files: Vec<(Digest, u64)> = walk.files.iter().map(|(d, s)| (*d, *s)).collect();
-    let chunked: Vec<(Digest, Digest)> = files
-        .par_iter()
-        .map(
-            |(digest, size)| -> Result<Option<(Digest, Digest)>, RemoteError> {
-                if *size > CHUNK_THRESHOLD {
-                    Ok(Some((*digest, writer.put_chunked(store, digest)?)))
-                } else {
-                    writer.put_local(store, digest, Phase::Data)?;
-                    Ok(None)
-                }
-            },
-        )
-        .collect::<Result<Vec<_>, _>>()?
-        .into_iter()
-        .flatten()
-        .collect();
+    let chunked = writer.put_files(store, walk)?;
     walk.trees()
         .par_iter()
         .try_for_each(|digest| writer.put_local(store, digest, Phase::Data))?;
@@ -300,20 +285,20 @@ fn write_manifest(dest: &Path, manifest_path: &Path, bytes: &[u8]) -> Result<(),
 
 /// Trees and files reachable from some roots.
 #[derive(Debug)]
-struct Walk<'a> {
+pub(super) struct Walk<'a> {
     walker: TreeWalker<'a>,
-    files: std::collections::HashMap<Digest, u64>,
+    pub(super) files: std::collections::HashMap<Digest, u64>,
 }
 
 impl<'a> Walk<'a> {
-    fn new(blobs: &'a dyn BlobService) -> Walk<'a> {
+    pub(super) fn new(blobs: &'a dyn BlobService) -> Walk<'a> {
         Walk {
             walker: TreeWalker::new(blobs),
             files: std::collections::HashMap::new(),
         }
     }
 
-    fn tree(&mut self, root: &Digest) -> Result<(), RemoteError> {
+    pub(super) fn tree(&mut self, root: &Digest) -> Result<(), RemoteError> {
         let files = &mut self.files;
         self.walker.walk(root, |visit| {
             let tree = visit.tree.map_err(StoreError::from)?;
@@ -326,20 +311,20 @@ impl<'a> Walk<'a> {
         })
     }
 
-    fn trees(&self) -> &HashSet<Digest> {
+    pub(super) fn trees(&self) -> &HashSet<Digest> {
         self.walker.visited()
     }
 }
 
 /// Renames happen in phases so that nothing is visible before what it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Phase {
+pub(super) enum Phase {
     Data,
     Index,
 }
 
 #[derive(Debug)]
-struct Writer {
+pub(super) struct Writer {
     objects: PathBuf,
     tmp: PathBuf,
     seen: Mutex<HashSet<Digest>>,
@@ -348,17 +333,35 @@ struct Writer {
 }
 
 impl Writer {
-    fn new(dest: &Path) -> Result<Writer, RemoteError> {
-        let objects = dest.join("objects");
-        let tmp = dest.join(".tmp");
-        for dir in [&objects, &tmp] {
-            fs::create_dir_all(dir).io_context("create directory", dir)?;
-        }
+    pub(super) fn new(dest: &Path) -> Result<Writer, RemoteError> {
+        let writer = Writer::staging_in(dest, dest.join(".tmp"))?;
         // Leftovers of an interrupted publish are garbage: nothing refers to them.
-        if let Ok(entries) = fs::read_dir(&tmp) {
+        if let Ok(entries) = fs::read_dir(&writer.tmp) {
             for entry in entries.flatten() {
                 let _ = fs::remove_file(entry.path());
             }
+        }
+        Ok(writer)
+    }
+
+    /// A writer staging in a directory of its own under `.tmp/` and sweeping nothing, so that
+    /// several writers (copies from several build nodes) can fill `dest` at once. The caller
+    /// removes [`Writer::staging_dir`] after [`Writer::commit`].
+    pub(super) fn new_private(dest: &Path) -> Result<Writer, RemoteError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = dest
+            .join(".tmp")
+            .join(format!("writer-{}-{nanos}", std::process::id()));
+        Writer::staging_in(dest, tmp)
+    }
+
+    fn staging_in(dest: &Path, tmp: PathBuf) -> Result<Writer, RemoteError> {
+        let objects = dest.join("objects");
+        for dir in [&objects, &tmp] {
+            fs::create_dir_all(dir).io_context("create directory", dir)?;
         }
         Ok(Writer {
             objects,
@@ -367,6 +370,11 @@ impl Writer {
             pending: Mutex::new(Vec::new()),
             counter: AtomicU64::new(0),
         })
+    }
+
+    /// Where this writer stages objects before [`Writer::commit`].
+    pub(super) fn staging_dir(&self) -> &Path {
+        &self.tmp
     }
 
     fn final_path(&self, digest: &Digest) -> PathBuf {
@@ -393,7 +401,7 @@ impl Writer {
     }
 
     /// Publishes raw bytes as an object; returns their digest.
-    fn put_bytes(&self, raw: &[u8], phase: Phase) -> Result<Digest, RemoteError> {
+    pub(super) fn put_bytes(&self, raw: &[u8], phase: Phase) -> Result<Digest, RemoteError> {
         let digest = Digest::of(raw);
         if self.claim(&digest) {
             let compressed =
@@ -406,7 +414,7 @@ impl Writer {
     /// Publishes a local object: zstd objects are copied as they are (already one frame with
     /// the content size), raw ones are compressed. Local objects are verified first, so a
     /// corrupt store never publishes wrong bytes.
-    fn put_local(&self, store: &Store, digest: &Digest, phase: Phase) -> Result<(), RemoteError> {
+    pub(super) fn put_local(&self, store: &Store, digest: &Digest, phase: Phase) -> Result<(), RemoteError> {
         if !self.claim(digest) {
             return Ok(());
         }
@@ -430,6 +438,32 @@ impl Writer {
                 self.stage(digest, &compressed, phase)
             }
         }
+    }
+
+    /// Publishes the files `walk` found, in parallel: small ones as objects, large ones as
+    /// chunks plus a table. Returns (file digest, chunk table digest) of the chunked ones.
+    pub(super) fn put_files(
+        &self,
+        store: &Store,
+        walk: &Walk<'_>,
+    ) -> Result<Vec<(Digest, Digest)>, RemoteError> {
+        let files: Vec<(Digest, u64)> = walk.files.iter().map(|(d, s)| (*d, *s)).collect();
+        Ok(files
+            .par_iter()
+            .map(
+                |(digest, size)| -> Result<Option<(Digest, Digest)>, RemoteError> {
+                    if *size > CHUNK_THRESHOLD {
+                        Ok(Some((*digest, self.put_chunked(store, digest)?)))
+                    } else {
+                        self.put_local(store, digest, Phase::Data)?;
+                        Ok(None)
+                    }
+                },
+            )
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     /// Publishes a large file as chunks and a table; returns the table's digest.
@@ -460,7 +494,7 @@ impl Writer {
     }
 
     /// Makes every staged object durable and visible; returns (objects, bytes) written.
-    fn commit(self) -> Result<(u64, u64), RemoteError> {
+    pub(super) fn commit(self) -> Result<(u64, u64), RemoteError> {
         let mut pending = self.pending.into_inner().unwrap();
         if pending.is_empty() {
             return Ok((0, 0));

@@ -10,14 +10,14 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::RemoteError;
 use crate::blob::{BlobError, BlobService, VerifiedCopy};
 use crate::hash::Digest;
-use crate::{IoContext, IoError};
+use crate::IoError;
 
 const HEADER: &str = "hdist-trace-1";
 
@@ -91,26 +91,14 @@ impl BlobService for RecordingBlobService {
     }
 }
 
-/// Writes a trace file durably: a temporary file beside `path` (so the rename stays on one
-/// file system wherever `path` is), fsync, rename, fsync of the directory.
+/// Writes a trace file durably (see [`super::write_beside`]).
 pub fn write_trace(path: &Path, digests: &[Digest]) -> Result<(), RemoteError> {
     let mut text = format!("{HEADER}\n");
     for digest in digests {
         text.push_str(&digest.to_hex());
         text.push('\n');
     }
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    crate::modes::create_dir_all(dir, crate::modes::SHARED_DIR).io_context("create directory", dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).io_context("create a temporary file in", dir)?;
-    tmp.write_all(text.as_bytes())
-        .and_then(|_| tmp.as_file().sync_all())
-        .io_context("write", tmp.path())?;
-    tmp.persist(path)
-        .map_err(|e| IoError::new("rename into place", path, e.error))?;
-    Ok(crate::scratch::fsync_dir(dir).io_context("sync", dir)?)
+    super::write_beside(path, text.as_bytes())
 }
 
 /// Reads a trace file; `None` if there is none.
