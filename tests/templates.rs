@@ -3,69 +3,96 @@
 //! from the pinned corpus (scripts/fetch-corpus.sh templ), then run or imported from the
 //! profile. Bad template parameters fail with a position and build nothing.
 
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use crate::util::{corpus, fuse_available, run_ok, stderr, view_guard, write_file, TestStore};
 
-/// The template stack over the corpus directory `templ`.
+/// The template stack over the corpus directory `templ`, written as a stack file that takes
+/// every package from a package repository (`pkgs/`, one file per package), so the repository
+/// and `extends` mechanics run on real packages too: `six` and `tabulate` extend a shared
+/// `pip-package` base (template `python`, built with the stack's Python), and `tabulate`
+/// overrides its template with `wheel`.
 ///
-/// Until the stack can take tools from the host (`kind = "host"`), two packages stand in for
-/// host tools: `ninja` links the host's /usr/bin/ninja (so the cmake template sees a build
-/// dependency named ninja and generates for Ninja), and `python` is a virtual environment
-/// over the host's /usr/bin/python3 (with its pip and setuptools), which gives pip the
-/// standard `lib/pythonX.Y/site-packages` layout that a Python built by the stack has (the
-/// host's own Debian layout is `local/lib/…/dist-packages`). cmake and meson come from the
-/// templates' PATH (/usr/bin).
-fn template_stack(templ: &Path) -> String {
+/// `ninja` is a host tool (`kind = "host"`: the host's ninja, hashed into the id), so the
+/// cmake template sees a build dependency named ninja and generates for Ninja. `python` is a
+/// virtual environment over the host's /usr/bin/python3 (with its pip and setuptools), which
+/// gives pip the standard `lib/pythonX.Y/site-packages` layout that a Python built by the
+/// stack has (the host's own Debian layout is `local/lib/…/dist-packages`). cmake and meson
+/// come from the templates' PATH (/usr/bin). Returns the stack file's path.
+fn write_template_stack(t: &TestStore, templ: &Path) -> PathBuf {
     let dir = templ.display();
-    format!(
-        r#"
-[stack]
-profile = "templ"
-
-[[package]]
-name = "ninja"
-in_profile = false
+    fs::create_dir_all(t.path("pkgs")).unwrap();
+    let packages = [
+        ("ninja", "kind = \"host\"\n".to_string()),
+        (
+            "python",
+            r#"in_profile = false
 build = [
-  {{ cmd = ["/bin/mkdir", "-p", "${{ARTIFACT}}/bin"] }},
-  {{ cmd = ["/bin/ln", "-s", "/usr/bin/ninja", "${{ARTIFACT}}/bin/ninja"] }},
+  { cmd = ["/usr/bin/python3", "-m", "venv", "--system-site-packages", "--without-pip", "${ARTIFACT}"] },
 ]
-
-[[package]]
-name = "python"
-in_profile = false
-build = [
-  {{ cmd = ["/usr/bin/python3", "-m", "venv", "--system-site-packages", "--without-pip", "${{ARTIFACT}}"] }},
-]
-
-[[package]]
-name = "cjson"
+"#
+            .to_string(),
+        ),
+        (
+            "cjson",
+            format!(
+                r#"version = "1.7.15"
 template = "cmake"
 build_deps = ["ninja"]
 cmake_flags = ["-DENABLE_CJSON_TEST=OFF", "-DENABLE_CJSON_UTILS=ON"]
 sources = [{{ url = "{dir}/cjson_1.7.15.orig.tar.gz", key = "{CJSON}" }}]
-
-[[package]]
-name = "pkgconf"
+"#
+            ),
+        ),
+        (
+            "pkgconf",
+            format!(
+                r#"version = "1.8.1"
 template = "meson"
 meson_flags = ["-Dtests=false"]
 sources = [{{ url = "{dir}/pkgconf_1.8.1.orig.tar.xz", key = "{PKGCONF}" }}]
-
-[[package]]
-name = "six"
-template = "python"
-build_deps = ["python"]
+"#
+            ),
+        ),
+        (
+            "pip-package",
+            "template = \"python\"\nbuild_deps = [\"python\"]\n".to_string(),
+        ),
+        (
+            "six",
+            format!(
+                r#"extends = "pip-package"
+version = "1.16.0"
 sources = [{{ url = "{dir}/six-1.16.0.tar.gz", key = "{SIX}" }}]
-
-[[package]]
-name = "tabulate"
+"#
+            ),
+        ),
+        (
+            "tabulate",
+            format!(
+                r#"extends = "pip-package"
+version = "0.9.0"
 template = "wheel"
-build_deps = ["python"]
 run_deps = ["python"]
 sources = [{{ url = "{dir}/tabulate-0.9.0-py3-none-any.whl", key = "{TABULATE}" }}]
 "#
+            ),
+        ),
+    ];
+    for (name, text) in &packages {
+        write_file(t, &format!("pkgs/{name}.toml"), text);
+    }
+    let listed: String = ["ninja", "python", "cjson", "pkgconf", "six", "tabulate"]
+        .iter()
+        .map(|name| format!("[[package]]\nname = \"{name}\"\n\n"))
+        .collect();
+    write_file(
+        t,
+        "templ.toml",
+        &format!("[stack]\nprofile = \"templ\"\nrepos = [\"pkgs\"]\n\n{listed}"),
     )
 }
 
@@ -97,7 +124,7 @@ fn cmake_meson_python_and_wheel_packages_build_and_run_from_the_profile() {
     };
     let t = TestStore::new();
     let _view = view_guard(&t);
-    let stack = write_file(&t, "templ.toml", &template_stack(&templ));
+    let stack = write_template_stack(&t, &templ);
 
     let start = Instant::now();
     let out = t.ok(["-q".as_ref(), "up".as_ref(), stack.as_os_str(), "-j2".as_ref()]);
