@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::util::{
-    fixture_stack, fuse_available, hdist_bin, is_mounted, mount, run_ok, sample_tree, stderr, view_guard,
+    fixture, fuse_available, hdist_bin, is_mounted, mount, run_ok, sample_tree, stderr, view_guard,
     write_file, MountGuard, TestStore,
 };
 
@@ -245,7 +245,7 @@ fn store_for_builds() -> Option<(TestStore, MountGuard)> {
 
 /// The six-package fixture stack, copied into the test's scratch area.
 fn six_stack(t: &TestStore) -> PathBuf {
-    let text = fs::read_to_string(fixture_stack("six.toml")).unwrap();
+    let text = fs::read_to_string(fixture("stacks/six.toml")).unwrap();
     write_file(t, "six.toml", &text)
 }
 

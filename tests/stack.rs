@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    corpus, fixture_stack, fuse_available, run_ok, specs_dir, stderr, view_guard, wait_for, write_file,
-    MountGuard, TestStore,
+    corpus, fixture, fuse_available, run_ok, specs_dir, stderr, view_guard, wait_for, write_file, MountGuard,
+    TestStore,
 };
 
 /// `scripts/stacks/`: the user-facing example stacks.
@@ -162,7 +162,7 @@ fn six_package_stack_builds_in_parallel_and_an_unchanged_up_is_a_fast_no_op() {
     let stack = write_file(
         &t,
         "six.toml",
-        &fs::read_to_string(fixture_stack("six.toml")).unwrap(),
+        &fs::read_to_string(fixture("stacks/six.toml")).unwrap(),
     );
     let out = t.ok(["-q".as_ref(), "up".as_ref(), stack.as_os_str(), "-j3".as_ref()]);
     assert!(out.starts_with("six: generation 1 (6 built, 0 cached"), "{out}");
@@ -518,11 +518,6 @@ fn info_shows_a_package_and_status_says_why_it_needs_a_rebuild() {
     );
 }
 
-/// `tests/fixtures/repos` of the repository: package repos and a stack using them.
-fn fixture_repos() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repos")
-}
-
 #[test]
 fn stack_from_two_repos_builds_the_first_repos_package_and_bad_repos_change_nothing() {
     if !fuse_available() {
@@ -530,7 +525,7 @@ fn stack_from_two_repos_builds_the_first_repos_package_and_bad_repos_change_noth
     }
     let t = TestStore::new();
     let _view = view_guard(&t);
-    let stack = fixture_repos().join("stack.toml");
+    let stack = fixture("repos").join("stack.toml");
     let out = t.ok(["-q".as_ref(), "up".as_ref(), stack.as_os_str()]);
     assert!(out.starts_with("greetings: generation 1 (2 built"), "{out}");
     let mnt = t.path("sw");
@@ -549,7 +544,7 @@ fn stack_from_two_repos_builds_the_first_repos_package_and_bad_repos_change_noth
 
     // Each bad stack: file:line:col of the cause (the package file when it is the cause),
     // nothing built, no generation.
-    let repos = fixture_repos();
+    let repos = fixture("repos");
     let header = format!(
         "[stack]\nprofile = \"greetings\"\nrepos = [\"{}\", \"{}\"]\n",
         repos.join("cycle").display(),
@@ -684,7 +679,7 @@ fn host_tool_on_path_is_imported_and_upgrading_it_rebuilds_its_dependents() {
 #[test]
 fn info_names_the_repo_file_that_defines_a_package_and_what_it_shadows() {
     let t = TestStore::new();
-    let repos = fixture_repos();
+    let repos = fixture("repos");
     let stack = repos.join("stack.toml");
     let greeting = info(&t, &stack, "greeting", false);
     let site = repos.join("site/greeting.toml");

@@ -286,12 +286,11 @@ pub fn specs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/specs")
 }
 
-/// `tests/fixtures/stacks/<name>` of the repository: stack files kept for tests and
-/// benchmarks.
-pub fn fixture_stack(name: &str) -> PathBuf {
+/// A path under `tests/fixtures/` of the repository, e.g. `fixture("stacks/six.toml")`.
+pub fn fixture(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/stacks")
-        .join(name)
+        .join("tests/fixtures")
+        .join(relative)
 }
 
 /// Unmounts the store-wide view (`<store>/view`) that build commands mount on demand.
